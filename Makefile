@@ -1,0 +1,42 @@
+# The two commands a newcomer needs: `make demo` and `make test`.
+# Both set up everything themselves on a fresh Debian machine (Python 3.11, root or sudo).
+VENV    ?= .venv
+PY      := $(VENV)/bin/python
+STAMP   := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+CHROMIUM_PATH ?= /usr/bin/chromium
+SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: demo test check fmt bench install chromium clean
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check --upgrade pip
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[test]'
+	@rm -f $(VENV)/.installed-* && touch $@
+
+install: $(STAMP)
+
+chromium:
+	@test -x $(CHROMIUM_PATH) || { echo "installing Debian's Chromium for the browser tests"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+demo: $(STAMP)
+	$(VENV)/bin/jobpixel demo
+
+test: $(STAMP) chromium
+	CHROMIUM_PATH=$(CHROMIUM_PATH) $(PY) -m pytest
+
+check: $(STAMP)
+	$(VENV)/bin/ruff check pixel_server tests bench
+	$(VENV)/bin/ruff format --check pixel_server tests bench
+	$(VENV)/bin/mypy
+
+fmt: $(STAMP)
+	$(VENV)/bin/ruff format pixel_server tests bench
+	$(VENV)/bin/ruff check --fix pixel_server tests bench
+
+bench: $(STAMP)
+	$(PY) bench/collect.py
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

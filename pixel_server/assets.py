@@ -1,0 +1,128 @@
+"""The scripts the page loads, served the way Plausible serves its tracker.
+
+``/p.js`` (the pixel) and ``/b.js`` (the banner: CSS and the three languages'
+texts inlined in front of ``banner.js``) are read once at start-up, gzipped
+once, and served with an ETag, a cache lifetime, ``nosniff`` and
+``Cross-Origin-Resource-Policy: cross-origin``. ``/s/{site}.json`` is the
+site's public configuration (see ARCHITECTURE.md).
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from pixel_server import channels
+from pixel_server.http import json_response
+from pixel_server.settings import LANGS, Site
+from pixel_server.state import State
+
+ROOT = Path(__file__).resolve().parent.parent
+PIXEL_PATH = ROOT / "static" / "js" / "p.js"
+BANNER_DIR = ROOT / "consent_banner"
+
+SCRIPT_CACHE = "public, max-age=3600, stale-while-revalidate=86400"
+CONFIG_CACHE = "public, max-age=300"
+
+
+@dataclass(frozen=True)
+class Asset:
+    body: bytes
+    gz: bytes
+    etag: str
+    media_type: str
+    cache: str
+
+    @classmethod
+    def build(cls, body: bytes, media_type: str, cache: str) -> Asset:
+        etag = '"' + hashlib.sha256(body).hexdigest()[:20] + '"'
+        return cls(body, gzip.compress(body, 9, mtime=0), etag, media_type, cache)
+
+    def respond(self, request: Request, extra: dict[str, str] | None = None) -> Response:
+        headers = {
+            "ETag": self.etag,
+            "Cache-Control": self.cache,
+            "X-Content-Type-Options": "nosniff",
+            "Cross-Origin-Resource-Policy": "cross-origin",
+            "Vary": "Accept-Encoding",
+            **(extra or {}),
+        }
+        if self.etag in _etags(request.headers.get("if-none-match", "")):
+            return Response(status_code=304, headers=headers)
+        if "gzip" in request.headers.get("accept-encoding", ""):
+            headers["Content-Encoding"] = "gzip"
+            return Response(self.gz, media_type=self.media_type, headers=headers)
+        return Response(self.body, media_type=self.media_type, headers=headers)
+
+
+def _etags(value: str) -> set[str]:
+    return {v.strip().removeprefix("W/") for v in value.split(",") if v.strip()}
+
+
+def banner_bundle(banner_dir: Path = BANNER_DIR) -> bytes:
+    """``window.__jpb={css, texts}`` + banner.js: one request, no build step."""
+    css = (banner_dir / "banner.css").read_text(encoding="utf-8")
+    texts = {lang: orjson.loads((banner_dir / "texts" / f"{lang}.json").read_bytes()) for lang in LANGS}
+    head = b"window.__jpb=" + orjson.dumps({"css": _minify_css(css), "texts": texts}) + b";\n"
+    return head + (banner_dir / "banner.js").read_bytes()
+
+
+def _minify_css(css: str) -> str:
+    import re
+
+    css = re.sub(r"/\*.*?\*/", "", css, flags=re.DOTALL)
+    css = re.sub(r"\s+", " ", css)
+    return re.sub(r"\s*([{};:,>])\s*", r"\1", css).strip()
+
+
+class Assets:
+    def __init__(self, pixel_path: Path = PIXEL_PATH, banner_dir: Path = BANNER_DIR) -> None:
+        self.pixel = Asset.build(pixel_path.read_bytes(), "text/javascript", SCRIPT_CACHE)
+        try:
+            self.banner: Asset | None = Asset.build(banner_bundle(banner_dir), "text/javascript", SCRIPT_CACHE)
+        except FileNotFoundError:  # TODO(#4): strict once the banner has landed
+            self.banner = None
+
+
+def site_public_config(site: Site) -> dict[str, Any]:
+    return {
+        "site": site.id,
+        "revision": site.revision,
+        "lang": site.lang,
+        "consent_days": site.consent_days,
+        "policy_url": site.policy_url,
+        "ad_pattern": site.ad_pattern,
+        "ats_hosts": list(site.ats_hosts),
+        "thanks_pattern": site.thanks_pattern,
+        "float_button": site.float_button,
+        "texts": {lang: dict(t) for lang, t in site.texts.items()},
+        "channels": [channels.public_channel(name, cfg) for name, cfg in site.channels.items()],
+    }
+
+
+async def pixel_js(request: Request) -> Response:
+    assets: Assets = request.app.state.assets
+    return assets.pixel.respond(request)
+
+
+async def banner_js(request: Request) -> Response:
+    assets: Assets = request.app.state.assets
+    if assets.banner is None:
+        return Response(status_code=404)
+    return assets.banner.respond(request)
+
+
+async def site_config(request: Request) -> Response:
+    state: State = request.app.state.jp
+    site = state.settings.sites.get(request.path_params["site"])
+    headers = {"Access-Control-Allow-Origin": "*", "Cache-Control": CONFIG_CACHE}
+    if site is None:
+        return json_response({"error": "unknown_site", "field": "site", "detail": "unknown site"}, 404, headers)
+    return json_response(site_public_config(site), 200, headers)

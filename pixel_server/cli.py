@@ -1,0 +1,174 @@
+"""The ``jobpixel`` command: serve, migrate, demo, check-config."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import secrets
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from pixel_server import settings as settings_mod
+from pixel_server.settings import ConfigError, Settings
+
+DEMO_CONFIG = Path(__file__).resolve().parent.parent / "demo" / "jobpixel.demo.toml"
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message (+ exception)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        out = {
+            "ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        if record.exc_info:
+            out["exc"] = self.formatException(record.exc_info)
+        return json.dumps(out, ensure_ascii=False)
+
+
+def setup_logging(level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    logging.Formatter.converter = __import__("time").gmtime
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+
+
+def _load(path: str | None) -> Settings:
+    return settings_mod.load(path)
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    s = _load(args.config)
+    print(f"ok: {args.config or os.environ.get(settings_mod.CONFIG_ENV, 'jobpixel.toml')}")
+    print(f"  storage: {s.storage_backend}" + (f" ({s.resolved_chdb_path})" if s.storage_backend == "chdb" else ""))
+    print(f"  signing keys: {len(s.signing_keys)}")
+    for site in s.sites.values():
+        chans = ", ".join(site.channels) or "none"
+        print(f"  site {site.id}: partner {site.partner}, origins {', '.join(sorted(site.origins))}, channels {chans}")
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from pixel_server.storage import open_store
+
+    s = _load(args.config)
+    store = open_store(s)
+    try:
+        applied = store.migrate()
+    finally:
+        store.close()
+    print("applied: " + ", ".join(applied) if applied else "schema is up to date")
+    return 0
+
+
+def serve(s: Settings, host: str | None, port: int | None, demo: bool = False) -> int:
+    import uvicorn
+
+    from pixel_server.app import create_app
+
+    setup_logging(s.log_level)
+    if s.storage_backend == "chdb":
+        _hold_data_lock(s)
+    app = create_app(s, demo=demo)
+    uvicorn.run(
+        app,
+        host=host or s.host,
+        port=port if port is not None else s.port,
+        workers=1,  # chDB: one process per data path; scale out with storage.backend = 'clickhouse'
+        access_log=False,
+        log_config=None,
+        proxy_headers=bool(s.trusted_proxies),
+        forwarded_allow_ips=[str(n) for n in s.trusted_proxies] or None,
+        server_header=False,
+    )
+    return 0
+
+
+_LOCK_FDS: list[int] = []
+
+
+def _hold_data_lock(s: Settings) -> None:
+    """Fail early and clearly when another process already serves this chDB path."""
+    import fcntl
+
+    from pixel_server.storage import StoreLockedError
+
+    path = s.resolved_chdb_path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(str(path) + ".lock", os.O_RDWR | os.O_CREAT, 0o640)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise StoreLockedError(
+            f"chDB data path {path} is in use by another jobpixel process. The embedded store allows one "
+            "process per data path; use storage.backend = 'clickhouse' to run several."
+        ) from None
+    _LOCK_FDS.append(fd)  # held until the process exits (the kernel releases it even on SIGKILL)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    return serve(_load(args.config), args.host, args.port)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    if not os.environ.get(settings_mod.SIGNING_KEYS_ENV):
+        key_file = Path("var/demo/signing-key")
+        key_file.parent.mkdir(parents=True, exist_ok=True)
+        if not key_file.exists():
+            key_file.write_text(secrets.token_urlsafe(32))
+            key_file.chmod(0o600)
+        os.environ[settings_mod.SIGNING_KEYS_ENV] = key_file.read_text().strip()
+    s = settings_mod.load(args.config or DEMO_CONFIG)
+    host, port = args.host or s.host, args.port or s.port
+    print(
+        f"\njobpixel demo — embedded ClickHouse (chDB) at {s.resolved_chdb_path}\n"
+        f"  open   http://{host}:{port}/demo/         a job ad with the consent banner and the pixel\n"
+        f"  then   http://{host}:{port}/readyz        store and spool status\n"
+        f"         http://{host}:{port}/metrics       Prometheus metrics\n"
+        "  stop with Ctrl-C\n",
+        flush=True,
+    )
+    return serve(s, host, port, demo=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="jobpixel", description="Consent-first analytics pixel for job ads")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, fn, help_ in (
+        ("serve", cmd_serve, "run the server"),
+        ("migrate", cmd_migrate, "create or upgrade the ClickHouse schema"),
+        ("demo", cmd_demo, "run the server with the demo job-ad page on the embedded store"),
+        ("check-config", cmd_check_config, "validate a config file without starting"),
+    ):
+        p = sub.add_parser(name, help=help_)
+        p.add_argument("--config", "-c", help=f"TOML config file (default ${settings_mod.CONFIG_ENV} or jobpixel.toml)")
+        if name in ("serve", "demo"):
+            p.add_argument("--host")
+            p.add_argument("--port", type=int)
+        p.set_defaults(fn=fn)
+    args = parser.parse_args(argv)
+    try:
+        return int(args.fn(args))
+    except ConfigError as exc:
+        print(f"jobpixel: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        from pixel_server.storage import StoreError
+
+        if isinstance(exc, StoreError):
+            print(f"jobpixel: {exc}", file=sys.stderr)
+            return 3
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,204 @@
+"""The consent log (proof of consent, GDPR art. 7(1)) and the visitor token it unlocks.
+
+``POST /consent`` records one row per choice, durably (through the spool,
+like events), and returns the signed visitor token when statistics is
+granted. Global Privacy Control (``Sec-GPC: 1`` or ``gpc: true``) keeps
+marketing denied whatever the client asked for, and is recorded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import uuid
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from pixel_server.enrich import parse_user_agent
+from pixel_server.http import cors_headers, json_response, read_capped
+from pixel_server.ingest.reasons import DropReason
+from pixel_server.ingest.request import Rejected, check_content_type
+from pixel_server.settings import LANGS
+from pixel_server.spool import SpoolError
+from pixel_server.state import State
+from pixel_server.storage import Store, StoreError
+
+ACTIONS = ("accept_all", "reject_all", "custom", "withdraw", "expired")
+CATEGORIES = ("necessary", "statistics", "marketing")
+MAX_CONSENT_BODY = 4096
+
+
+def _bad(field: str, detail: str) -> Rejected:
+    return Rejected(DropReason.INVALID, 400, field, detail)
+
+
+def parse_choice(doc: object) -> dict[str, Any]:
+    if not isinstance(doc, dict):
+        raise _bad("body", "must be a JSON object")
+
+    def uid(field: str) -> str:
+        try:
+            return str(uuid.UUID(str(doc.get(field, ""))))
+        except ValueError:
+            raise _bad(field, "must be a UUID") from None
+
+    def cats(field: str) -> list[str]:
+        value = doc.get(field, [])
+        if not isinstance(value, list) or not all(isinstance(c, str) and c in CATEGORIES for c in value):
+            raise _bad(field, f"must be a list of {', '.join(CATEGORIES)}")
+        return sorted(set(value), key=CATEGORIES.index)
+
+    site = doc.get("site")
+    if not isinstance(site, str) or not site:
+        raise _bad("site", "required")
+    action = doc.get("action")
+    if action not in ACTIONS:
+        raise _bad("action", f"must be one of {', '.join(ACTIONS)}")
+    granted, denied = cats("granted"), cats("denied")
+    if set(granted) & set(denied):
+        raise _bad("denied", "a category cannot be both granted and denied")
+    if "necessary" in denied:
+        raise _bad("denied", "necessary cannot be denied")
+    revision = doc.get("revision", 1)
+    if not isinstance(revision, int) or isinstance(revision, bool) or not 0 < revision < 2**31:
+        raise _bad("revision", "must be a positive whole number")
+    lang = doc.get("lang", "nb")
+    if lang not in LANGS:
+        raise _bad("lang", f"must be one of {', '.join(LANGS)}")
+    gpc = doc.get("gpc", False)
+    if not isinstance(gpc, bool):
+        raise _bad("gpc", "must be true or false")
+    layer = doc.get("layer", 1)
+    if layer not in (1, 2):
+        raise _bad("layer", "must be 1 or 2")
+    token = doc.get("token")
+    if token is not None and not isinstance(token, str):
+        raise _bad("token", "must be a string")
+    return {
+        "site": site,
+        "consent_id": uid("consent_id"),
+        "choice_id": uid("choice_id"),
+        "action": action,
+        "granted": granted,
+        "denied": denied,
+        "revision": revision,
+        "lang": lang,
+        "gpc": gpc,
+        "layer": layer,
+        "token": token,
+    }
+
+
+async def post_consent(request: Request) -> Response:
+    state: State = request.app.state.jp
+    headers: dict[str, str] = {"Vary": "Origin"}
+    try:
+        check_content_type(request.headers.get("content-type"))
+        body = await read_capped(request, MAX_CONSENT_BODY)
+        try:
+            doc = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            raise _bad("body", "not valid JSON") from None
+        choice = parse_choice(doc)
+        site = state.settings.sites.get(choice["site"])
+        if site is None:
+            raise Rejected(DropReason.UNKNOWN_SITE, 403, "site", f"unknown site {choice['site']!r}")
+        headers = cors_headers(request, site.origins)
+        origin = request.headers.get("origin")
+        if origin is not None and origin not in site.origins:
+            raise Rejected(DropReason.BAD_ORIGIN, 403, "origin", f"origin {origin!r} is not allowed for this site")
+    except Rejected as exc:
+        state.metrics.dropped.labels(exc.reason.value).inc()
+        return json_response(exc.body(), exc.status, headers)
+
+    if request.headers.get("sec-gpc") == "1":
+        choice["gpc"] = True
+    if choice["gpc"] and "marketing" in choice["granted"]:
+        choice["granted"].remove("marketing")  # GPC: marketing stays off, whatever was asked
+    granted = ["necessary", *[c for c in choice["granted"] if c != "necessary"]]
+    denied = [c for c in CATEGORIES if c not in granted]
+    ua = parse_user_agent(request.headers.get("user-agent", ""))
+    row = {
+        "choice_id": choice["choice_id"],
+        "consent_id": choice["consent_id"],
+        "site_id": site.id,
+        "ts": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3],
+        "action": choice["action"],
+        "granted": granted,
+        "denied": denied,
+        "revision": choice["revision"],
+        "lang": choice["lang"],
+        "gpc": int(choice["gpc"]),
+        "layer": choice["layer"],
+        "ua_family": "bot" if ua.is_bot else ua.browser,
+        "retention_days": site.consent_log_days,
+    }
+    try:
+        await state.spool.append("consent_log", [row])
+    except SpoolError as exc:
+        state.metrics.dropped.labels(DropReason.UNAVAILABLE.value).inc()
+        return json_response({"error": "unavailable", "field": None, "detail": str(exc)}, 503, headers)
+    state.metrics.consent_choices.labels(site.id, choice["action"]).inc()
+
+    out: dict[str, Any] = {"consent_id": choice["consent_id"], "granted": granted, "token": None, "token_expires": None}
+    if "statistics" in granted:
+        visitor = state.tokens.verify(choice["token"]) or state.tokens.issue()
+        out["token"] = visitor.token
+        out["token_expires"] = visitor.expires_at * 1000
+    return json_response(out, 200, headers)
+
+
+HISTORY_SQL = """
+SELECT ts, action, granted, denied, revision, lang, gpc, layer
+FROM ${db}.consent_log FINAL
+WHERE site_id = {site:String} AND consent_id = {cid:UUID}
+ORDER BY ts DESC
+LIMIT 200
+"""
+
+
+async def get_history(request: Request) -> Response:
+    state: State = request.app.state.jp
+    site = state.settings.sites.get(request.query_params.get("site", ""))
+    if site is None:
+        return json_response({"error": "unknown_site", "field": "site", "detail": "unknown site"}, 403)
+    headers = cors_headers(request, site.origins)
+    try:
+        cid = str(uuid.UUID(request.path_params["consent_id"]))
+    except ValueError:
+        return json_response({"error": "invalid", "field": "consent_id", "detail": "must be a UUID"}, 400, headers)
+    if state.store is None or state.writer is None:
+        return json_response({"error": "unavailable", "field": None, "detail": "store unavailable"}, 503, headers)
+    try:
+        if state.spool.rows_pending:
+            await state.writer.flush()  # show a choice made a moment ago
+        rows = await asyncio.to_thread(state.store.query, HISTORY_SQL, {"site": site.id, "cid": cid})
+    except StoreError:
+        return json_response({"error": "unavailable", "field": None, "detail": "store unavailable"}, 503, headers)
+    for r in rows:
+        r["gpc"] = bool(r["gpc"])
+    return json_response({"consent_id": cid, "history": rows}, 200, {**headers, "Cache-Control": "no-store"})
+
+
+CONSENT_RATES_SQL = """
+SELECT toDate(ts) AS day, category,
+       countIf(has(granted, category)) AS granted,
+       countIf(has(denied, category)) AS denied
+FROM ${db}.consent_log FINAL
+ARRAY JOIN ['statistics', 'marketing'] AS category
+WHERE site_id = {site:String} AND ts >= {since:DateTime64(3, 'UTC')} AND ts < {until:DateTime64(3, 'UTC')}
+  AND action != 'expired'
+GROUP BY day, category
+ORDER BY day, category
+"""
+
+
+def consent_rates(store: Store, site_id: str, since: dt.datetime, until: dt.datetime) -> list[dict[str, Any]]:
+    """Per day and category: choices that granted it and choices that denied it."""
+    fmt = "%Y-%m-%d %H:%M:%S.%f"
+    return store.query(
+        CONSENT_RATES_SQL, {"site": site_id, "since": since.strftime(fmt)[:-3], "until": until.strftime(fmt)[:-3]}
+    )

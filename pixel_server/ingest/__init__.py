@@ -1,0 +1,1 @@
+"""``POST /collect``: parse → validate → drop/put steps → durable spool."""

@@ -1,0 +1,178 @@
+"""The ``/collect`` pipeline, in the Plausible style: named steps over a batch.
+
+Each ``drop_*`` step either lets the batch through or raises
+:class:`~pixel_server.ingest.request.Rejected` with a reason from the closed
+:class:`~pixel_server.ingest.reasons.DropReason` set; ``put_*`` steps build
+what is stored. A batch is all or nothing, and a 204 means it is on disk.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from pixel_server.enrich import UserAgentInfo, parse_url, parse_user_agent, referrer_domain
+from pixel_server.http import cors_headers, json_response, read_capped
+from pixel_server.identity import Visitor
+from pixel_server.ingest.reasons import DropReason
+from pixel_server.ingest.request import Hit, Rejected, check_content_type, parse_body
+from pixel_server.settings import Site
+from pixel_server.spool import SpoolError
+from pixel_server.state import State
+
+
+@dataclass
+class Batch:
+    request: Request
+    hits: list[Hit]
+    is_array: bool
+    sites: dict[str, Site] = field(default_factory=dict)
+    visitors: list[Visitor] = field(default_factory=list)
+    ua: UserAgentInfo | None = None
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+
+def drop_unknown_site(state: State, batch: Batch) -> None:
+    for i, hit in enumerate(batch.hits):
+        site = state.settings.sites.get(hit.site)
+        if site is None:
+            raise Rejected(DropReason.UNKNOWN_SITE, 403, _field(batch, i, "site"), f"unknown site {hit.site!r}")
+        batch.sites[hit.site] = site
+
+
+def drop_bad_origin(state: State, batch: Batch) -> None:
+    header = batch.request.headers.get("origin")
+    for i, hit in enumerate(batch.hits):
+        allowed = batch.sites[hit.site].origins
+        if header is not None:
+            if header not in allowed:
+                raise Rejected(DropReason.BAD_ORIGIN, 403, "origin", f"origin {header!r} is not allowed for this site")
+        else:
+            parts = urlsplit(hit.url)
+            if f"{parts.scheme}://{parts.netloc.lower()}" not in allowed:
+                raise Rejected(
+                    DropReason.BAD_ORIGIN, 403, _field(batch, i, "url"), "the page's origin is not allowed for this site"
+                )
+
+
+def drop_no_consent(state: State, batch: Batch) -> None:
+    """Events need a valid visitor token, which is only issued with statistics consent."""
+    cache: dict[str, Visitor] = {}
+    for i, hit in enumerate(batch.hits):
+        token = hit.token or ""
+        visitor = cache.get(token) or state.tokens.verify(token)
+        if visitor is None:
+            raise Rejected(
+                DropReason.NO_CONSENT,
+                403,
+                _field(batch, i, "token"),
+                "no valid visitor token: it is issued by POST /consent when statistics is granted",
+            )
+        cache[token] = visitor
+        batch.visitors.append(visitor)
+
+
+def drop_bot(state: State, batch: Batch) -> None:
+    batch.ua = parse_user_agent(batch.request.headers.get("user-agent", ""))
+    if batch.ua.is_bot:
+        raise Rejected(DropReason.BOT, 200, None, "bot")
+
+
+def put_rows(state: State, batch: Batch) -> None:
+    ua = batch.ua
+    assert ua is not None
+    now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+    for hit, visitor in zip(batch.hits, batch.visitors, strict=True):
+        url = parse_url(hit.url)
+        click_type = next(iter(url.click_ids), "")
+        batch.rows.append(
+            {
+                "event_id": hit.event_id,
+                "site_id": hit.site,
+                "ad_id": hit.ad,
+                "name": hit.name,
+                "ts": now,
+                "client_ts": _ms_to_ch(hit.client_ts),
+                "visitor_id": str(visitor.id),
+                "pageview_id": hit.pageview_id,
+                "url": hit.url,
+                "hostname": url.hostname,
+                "path": url.path,
+                "referrer": hit.referrer,
+                "referrer_domain": referrer_domain(hit.referrer, url.hostname),
+                "utm_source": url.utm.get("utm_source", ""),
+                "utm_medium": url.utm.get("utm_medium", ""),
+                "utm_campaign": url.utm.get("utm_campaign", ""),
+                "utm_term": url.utm.get("utm_term", ""),
+                "utm_content": url.utm.get("utm_content", ""),
+                "click_id_type": click_type,
+                # Click ids identify an ad click: kept only with marketing consent.
+                "click_ids": url.click_ids if hit.marketing else {},
+                "browser": ua.browser,
+                "browser_version": ua.browser_version,
+                "os": ua.os,
+                "os_version": ua.os_version,
+                "device": ua.device,
+                "engaged_ms": hit.engaged_ms,
+                "scroll_pct": hit.scroll,
+                "activity": hit.activity,
+                "marketing": int(hit.marketing),
+                "props": hit.props,
+                "retention_days": batch.sites[hit.site].retention_days,
+            }
+        )
+
+
+STEPS = (drop_unknown_site, drop_bad_origin, drop_no_consent, drop_bot, put_rows)
+
+
+async def collect(request: Request) -> Response:
+    state: State = request.app.state.jp
+    metrics = state.metrics
+    batch: Batch | None = None
+    try:
+        check_content_type(request.headers.get("content-type"))
+        body = await read_capped(request)
+        batch = Batch(request, parse_body(body), is_array=body.lstrip()[:1] == b"[")
+        for step in STEPS:
+            step(state, batch)
+    except Rejected as exc:
+        headers = _cors(request, state, batch)
+        metrics.dropped.labels(exc.reason.value).inc(len(batch.hits) if batch else exc.events)
+        if exc.reason is DropReason.BOT:
+            return json_response({"accepted": 0, "dropped": {"bot": len(batch.hits) if batch else 1}}, 200, headers)
+        return json_response(exc.body(), exc.status, headers)
+    try:
+        await state.spool.append("events", batch.rows)
+    except SpoolError as exc:
+        metrics.dropped.labels(DropReason.UNAVAILABLE.value).inc(len(batch.rows))
+        return json_response({"error": "unavailable", "field": None, "detail": str(exc)}, 503, {"Retry-After": "5"})
+    for site_id in batch.sites:
+        metrics.accepted.labels(site_id).inc(sum(1 for h in batch.hits if h.site == site_id))
+    if state.writer is not None:
+        state.writer.nudge()
+    return Response(status_code=204, headers=_cors(request, state, batch))
+
+
+def _cors(request: Request, state: State, batch: Batch | None) -> dict[str, str]:
+    origins: set[str] = set()
+    if batch is not None:
+        for site in batch.sites.values():
+            origins |= site.origins
+    return cors_headers(request, origins)
+
+
+def _field(batch: Batch, i: int, name: str) -> str:
+    """Fields are named as the client sent them: ``url`` for one object, ``events[3].url`` in an array."""
+    return f"events[{i}].{name}" if batch.is_array else name
+
+
+def _ms_to_ch(ms: int | None) -> str | None:
+    if ms is None:
+        return None
+    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]

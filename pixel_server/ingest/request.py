@@ -1,0 +1,195 @@
+"""Parse and validate a ``/collect`` body into :class:`Hit` objects.
+
+Limits (issue #2): body ≤ 64 KiB, batch ≤ 50, url/referrer ≤ 2000 characters,
+names ≤ 64, props ≤ 20 keys. Every failure raises :class:`Rejected` naming the
+field, e.g. ``events[3].url``. Unknown fields are ignored so a newer pixel can
+talk to an older server.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from pixel_server.ingest.reasons import DropReason
+
+MAX_BODY = 64 * 1024
+MAX_BATCH = 50
+MAX_URL = 2000
+MAX_NAME = 64
+MAX_PROPS = 20
+MAX_PROP_VALUE = 500
+MAX_ENGAGED_MS = 24 * 3600 * 1000
+MAX_ACTIVITY = 24 * 720  # 5-second windows in a day
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+ACCEPTED_TYPES = ("text/plain", "application/json")
+
+
+@dataclass(frozen=True)
+class Rejected(Exception):
+    reason: DropReason
+    status: int
+    field: str | None
+    detail: str
+    events: int = 1
+
+    def body(self) -> dict[str, Any]:
+        return {"error": self.reason.value, "field": self.field, "detail": self.detail}
+
+
+@dataclass(slots=True)
+class Hit:
+    site: str
+    ad: str
+    name: str
+    url: str
+    referrer: str
+    event_id: str
+    pageview_id: str | None
+    engaged_ms: int
+    scroll: int
+    activity: int
+    client_ts: int | None
+    token: str | None
+    marketing: bool
+    props: dict[str, str]
+
+
+def check_content_type(value: str | None) -> None:
+    media = (value or "text/plain").split(";", 1)[0].strip().lower()
+    if media not in ACCEPTED_TYPES:
+        raise Rejected(
+            DropReason.UNSUPPORTED_MEDIA_TYPE, 415, "content-type", f"send {' or '.join(ACCEPTED_TYPES)}"
+        )
+
+
+def parse_body(body: bytes) -> list[Hit]:
+    if len(body) > MAX_BODY:
+        raise Rejected(DropReason.TOO_LARGE, 413, "body", f"larger than {MAX_BODY} bytes")
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise Rejected(DropReason.INVALID, 400, "body", "not valid JSON") from None
+    if isinstance(doc, dict):
+        return [parse_event(doc, "")]
+    if not isinstance(doc, list):
+        raise Rejected(DropReason.INVALID, 400, "body", "must be an event object or an array of events")
+    if not doc:
+        raise Rejected(DropReason.INVALID, 400, "body", "empty batch")
+    if len(doc) > MAX_BATCH:
+        raise Rejected(DropReason.INVALID, 400, "body", f"batch of {len(doc)} events; at most {MAX_BATCH}", len(doc))
+    hits = []
+    for i, ev in enumerate(doc):
+        prefix = f"events[{i}]."
+        if not isinstance(ev, dict):
+            raise Rejected(DropReason.INVALID, 400, f"events[{i}]", "must be an object", len(doc))
+        try:
+            hits.append(parse_event(ev, prefix))
+        except Rejected as exc:
+            raise Rejected(exc.reason, exc.status, exc.field, exc.detail, len(doc)) from None
+    return hits
+
+
+def parse_event(ev: dict[str, Any], prefix: str) -> Hit:
+    def bad(field: str, detail: str) -> Rejected:
+        return Rejected(DropReason.INVALID, 400, prefix + field, detail)
+
+    def text(field: str, limit: int, required: bool = False) -> str:
+        value = ev.get(field)
+        if value is None or value == "":
+            if required:
+                raise bad(field, "required")
+            return ""
+        if not isinstance(value, str):
+            raise bad(field, "must be a string")
+        if len(value) > limit:
+            raise bad(field, f"longer than {limit} characters")
+        return value
+
+    def integer(field: str, lo: int, hi: int) -> int:
+        value = ev.get(field, 0)
+        if value is None:
+            return 0
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise bad(field, "must be a whole number")
+        if not lo <= value <= hi:
+            raise bad(field, f"must be from {lo} to {hi}")
+        return value
+
+    def an_uuid(field: str, required: bool) -> str | None:
+        value = ev.get(field)
+        if value is None or value == "":
+            if required:
+                raise bad(field, "required")
+            return None
+        try:
+            return str(uuid.UUID(str(value)))
+        except ValueError:
+            raise bad(field, "must be a UUID") from None
+
+    site = text("site", 64, required=True)
+    name = text("name", MAX_NAME, required=True)
+    if not _NAME_RE.match(name):
+        raise bad("name", "letters, digits and _ . : - only")
+    url = text("url", MAX_URL, required=True)
+    if not (url.startswith("https://") or url.startswith("http://")):
+        raise bad("url", "must be an absolute http(s) URL")
+    referrer = text("referrer", MAX_URL)
+    client_ts = ev.get("client_ts")
+    if client_ts is not None:
+        client_ts = integer("client_ts", 0, 32503680000000)
+    token = ev.get("token")
+    if token is not None and not isinstance(token, str):
+        raise bad("token", "must be a string")
+    marketing = ev.get("marketing", False)
+    if not isinstance(marketing, bool):
+        raise bad("marketing", "must be true or false")
+    return Hit(
+        site=site,
+        ad=text("ad", MAX_NAME),
+        name=name,
+        url=url,
+        referrer=referrer,
+        event_id=an_uuid("event_id", required=True) or "",
+        pageview_id=an_uuid("pageview_id", required=False),
+        engaged_ms=integer("engaged_ms", 0, MAX_ENGAGED_MS),
+        scroll=integer("scroll", 0, 100),
+        activity=integer("activity", 0, MAX_ACTIVITY),
+        client_ts=client_ts,
+        token=token,
+        marketing=marketing,
+        props=_props(ev.get("props"), prefix),
+    )
+
+
+def _props(value: object, prefix: str) -> dict[str, str]:
+    if value is None:
+        return {}
+    field = prefix + "props"
+    if not isinstance(value, dict):
+        raise Rejected(DropReason.INVALID, 400, field, "must be an object")
+    if len(value) > MAX_PROPS:
+        raise Rejected(DropReason.INVALID, 400, field, f"{len(value)} keys; at most {MAX_PROPS}")
+    out = {}
+    for k, v in value.items():
+        if not 0 < len(k) <= MAX_NAME:
+            raise Rejected(DropReason.INVALID, 400, f"{field}.{k[:64]}", f"key must be 1 to {MAX_NAME} characters")
+        if v is None:
+            continue
+        if isinstance(v, bool):
+            v = "true" if v else "false"
+        elif isinstance(v, int | float):
+            v = str(v)
+        elif not isinstance(v, str):
+            raise Rejected(DropReason.INVALID, 400, f"{field}.{k}", "must be a string, number or boolean")
+        if len(v) > MAX_PROP_VALUE:
+            raise Rejected(DropReason.INVALID, 400, f"{field}.{k}", f"longer than {MAX_PROP_VALUE} characters")
+        out[k] = v
+    return out

@@ -1,0 +1,329 @@
+"""Configuration: one TOML file plus environment variables for secrets.
+
+This is the only module that reads the config file or the environment. It
+returns a frozen :class:`Settings` that is passed to ``create_app``. Every
+error names the key that is wrong (``sites.demo.origins[0]: …``).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from pixel_server import channels
+
+StorageBackend = Literal["chdb", "clickhouse"]
+STORAGE_BACKENDS: tuple[StorageBackend, ...] = ("chdb", "clickhouse")
+
+SIGNING_KEYS_ENV = "JOBPIXEL_SIGNING_KEYS"
+CLICKHOUSE_URL_ENV = "CLICKHOUSE_URL"
+CONFIG_ENV = "JOBPIXEL_CONFIG"
+
+_ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+_DB_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+LANGS = ("nb", "nn", "en")
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing or malformed; the message names the key."""
+
+
+@dataclass(frozen=True)
+class Partner:
+    id: str
+    name: str
+
+
+@dataclass(frozen=True)
+class Site:
+    id: str
+    partner: str
+    origins: frozenset[str]
+    retention_days: int = 395
+    consent_days: int = 182
+    consent_log_days: int = 1095
+    revision: int = 1
+    lang: str = "nb"
+    policy_url: str | None = None
+    ad_pattern: str | None = None
+    ats_hosts: tuple[str, ...] = ()
+    thanks_pattern: str | None = None
+    float_button: bool = False
+    channels: Mapping[str, Mapping[str, str]] = field(default_factory=lambda: MappingProxyType({}))
+    texts: Mapping[str, Mapping[str, str]] = field(default_factory=lambda: MappingProxyType({}))
+
+
+@dataclass(frozen=True)
+class Settings:
+    sites: Mapping[str, Site]
+    partners: Mapping[str, Partner]
+    signing_keys: tuple[str, ...]
+    data_dir: Path
+    storage_backend: StorageBackend = "chdb"
+    chdb_path: Path | None = None
+    clickhouse_url: str | None = None
+    database: str = "jobpixel"
+    cluster: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8000
+    trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    token_days: int = 396
+    flush_interval_s: float = 0.5
+    flush_max_rows: int = 20_000
+    log_level: str = "info"
+    config_path: Path | None = None
+
+    @property
+    def spool_dir(self) -> Path:
+        return self.data_dir / "spool"
+
+    @property
+    def resolved_chdb_path(self) -> Path:
+        return self.chdb_path if self.chdb_path is not None else self.data_dir / "chdb"
+
+
+def load(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Settings:
+    """Read the TOML file at ``path`` (or ``$JOBPIXEL_CONFIG``) and the environment."""
+    env = os.environ if env is None else env
+    if path is None:
+        path = env.get(CONFIG_ENV, "jobpixel.toml")
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} not found (set {CONFIG_ENV} or pass --config)") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    return from_mapping(raw, env, base_dir=path.resolve().parent, config_path=path)
+
+
+def from_mapping(
+    raw: Mapping[str, Any],
+    env: Mapping[str, str],
+    base_dir: Path,
+    config_path: Path | None = None,
+) -> Settings:
+    """Build settings from an already parsed TOML document (tests use this too)."""
+    _only_keys(raw, "", {"server", "storage", "identity", "partners", "sites"})
+    server = _table(raw, "server")
+    storage = _table(raw, "storage")
+    identity = _table(raw, "identity")
+    _only_keys(server, "server.", {"host", "port", "data_dir", "trusted_proxies", "log_level"})
+    _only_keys(
+        storage,
+        "storage.",
+        {"backend", "path", "database", "cluster", "flush_interval_ms", "flush_max_rows"},
+    )
+    _only_keys(identity, "identity.", {"token_days"})
+
+    partners = {}
+    for pid, ptable in _table(raw, "partners").items():
+        key = f"partners.{pid}"
+        _check_id(pid, key)
+        ptable = _as_table(ptable, key)
+        _only_keys(ptable, key + ".", {"name"})
+        partners[pid] = Partner(id=pid, name=_str(ptable, "name", key, default=pid))
+
+    sites = {}
+    for sid, stable in _table(raw, "sites").items():
+        sites[sid] = _site(sid, _as_table(stable, f"sites.{sid}"), partners)
+    if not sites:
+        raise ConfigError("sites: at least one site must be configured ([sites.<id>])")
+
+    backend = _str(storage, "backend", "storage", default="chdb")
+    if backend not in STORAGE_BACKENDS:
+        raise ConfigError(f"storage.backend: must be one of {', '.join(STORAGE_BACKENDS)}, got {backend!r}")
+    clickhouse_url = env.get(CLICKHOUSE_URL_ENV) or None
+    if backend == "clickhouse" and not clickhouse_url:
+        raise ConfigError(f"{CLICKHOUSE_URL_ENV}: required when storage.backend = 'clickhouse'")
+    database = _str(storage, "database", "storage", default="jobpixel")
+    if not _DB_RE.match(database):
+        raise ConfigError(f"storage.database: {database!r} is not a plain identifier")
+    cluster = _str(storage, "cluster", "storage", default="") or None
+    if cluster is not None and not _DB_RE.match(cluster):
+        raise ConfigError(f"storage.cluster: {cluster!r} is not a plain identifier")
+    if cluster is not None and backend != "clickhouse":
+        raise ConfigError("storage.cluster: only valid with storage.backend = 'clickhouse'")
+
+    keys_raw = env.get(SIGNING_KEYS_ENV, "")
+    keys = tuple(k.strip() for k in keys_raw.split(",") if k.strip())
+    if not keys:
+        raise ConfigError(
+            f"{SIGNING_KEYS_ENV}: missing. Set it to one or more comma-separated secret keys "
+            "(newest last; the newest signs, all verify), e.g. "
+            "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
+        )
+    for i, k in enumerate(keys):
+        if len(k) < 16:
+            raise ConfigError(f"{SIGNING_KEYS_ENV}[{i}]: too short, use at least 16 characters")
+
+    data_dir = _path(_str(server, "data_dir", "server", default="var"), base_dir)
+    chdb_path = storage.get("path")
+    proxies = []
+    for i, p in enumerate(_list(server, "trusted_proxies", "server")):
+        try:
+            proxies.append(ipaddress.ip_network(str(p), strict=False))
+        except ValueError:
+            raise ConfigError(f"server.trusted_proxies[{i}]: {p!r} is not an IP address or network") from None
+
+    return Settings(
+        sites=MappingProxyType(sites),
+        partners=MappingProxyType(partners),
+        signing_keys=keys,
+        data_dir=data_dir,
+        storage_backend=backend,  # type: ignore[arg-type]
+        chdb_path=_path(str(chdb_path), base_dir) if chdb_path else None,
+        clickhouse_url=clickhouse_url,
+        database=database,
+        cluster=cluster,
+        host=_str(server, "host", "server", default="127.0.0.1"),
+        port=_int(server, "port", "server", default=8000, lo=0, hi=65535),
+        trusted_proxies=tuple(proxies),
+        token_days=_int(identity, "token_days", "identity", default=396, lo=1, hi=3650),
+        flush_interval_s=_int(storage, "flush_interval_ms", "storage", default=500, lo=10, hi=60_000) / 1000,
+        flush_max_rows=_int(storage, "flush_max_rows", "storage", default=20_000, lo=1, hi=10_000_000),
+        log_level=_str(server, "log_level", "server", default="info"),
+        config_path=config_path,
+    )
+
+
+_SITE_KEYS = {
+    "partner",
+    "origins",
+    "retention_days",
+    "consent_days",
+    "consent_log_days",
+    "revision",
+    "lang",
+    "policy_url",
+    "ad_pattern",
+    "ats_hosts",
+    "thanks_pattern",
+    "float_button",
+    "channels",
+    "texts",
+}
+
+
+def _site(sid: str, t: Mapping[str, Any], partners: Mapping[str, Partner]) -> Site:
+    key = f"sites.{sid}"
+    _check_id(sid, key)
+    _only_keys(t, key + ".", _SITE_KEYS)
+    partner = _str(t, "partner", key)
+    if partner not in partners:
+        raise ConfigError(f"{key}.partner: unknown partner {partner!r} (declare [partners.{partner}])")
+    origins = []
+    for i, o in enumerate(_list(t, "origins", key)):
+        origins.append(_origin(str(o), f"{key}.origins[{i}]"))
+    if not origins:
+        raise ConfigError(f"{key}.origins: list at least one page origin, e.g. ['https://jobs.example.no']")
+    lang = _str(t, "lang", key, default="nb")
+    if lang not in LANGS:
+        raise ConfigError(f"{key}.lang: must be one of {', '.join(LANGS)}")
+    for pat_key in ("ad_pattern", "thanks_pattern"):
+        pat = t.get(pat_key)
+        if pat is not None:
+            try:
+                re.compile(str(pat))
+            except re.error as exc:
+                raise ConfigError(f"{key}.{pat_key}: not a valid regular expression: {exc}") from None
+    policy_url = t.get("policy_url")
+    if policy_url is not None and urlsplit(str(policy_url)).scheme not in ("http", "https"):
+        raise ConfigError(f"{key}.policy_url: must be an absolute http(s) URL")
+    chans = {}
+    for cname, ccfg in _as_table(t.get("channels", {}), f"{key}.channels").items():
+        ckey = f"{key}.channels.{cname}"
+        if cname not in channels.REGISTRY:
+            raise ConfigError(f"{ckey}: unknown channel (known: {', '.join(sorted(channels.REGISTRY))})")
+        try:
+            chans[cname] = MappingProxyType(channels.validate_channel_config(cname, _as_table(ccfg, ckey)))
+        except ValueError as exc:
+            raise ConfigError(f"{ckey}: {exc}") from None
+    texts = {}
+    for tl, ttable in _as_table(t.get("texts", {}), f"{key}.texts").items():
+        if tl not in LANGS:
+            raise ConfigError(f"{key}.texts.{tl}: language must be one of {', '.join(LANGS)}")
+        texts[tl] = MappingProxyType({str(k): str(v) for k, v in _as_table(ttable, f"{key}.texts.{tl}").items()})
+    return Site(
+        id=sid,
+        partner=partner,
+        origins=frozenset(origins),
+        retention_days=_int(t, "retention_days", key, default=395, lo=1, hi=3650),
+        consent_days=_int(t, "consent_days", key, default=182, lo=1, hi=395),
+        consent_log_days=_int(t, "consent_log_days", key, default=1095, lo=1, hi=3650),
+        revision=_int(t, "revision", key, default=1, lo=1, hi=2**31),
+        lang=lang,
+        policy_url=str(policy_url) if policy_url is not None else None,
+        ad_pattern=str(t["ad_pattern"]) if t.get("ad_pattern") else None,
+        ats_hosts=tuple(str(h).lower() for h in _list(t, "ats_hosts", key)),
+        thanks_pattern=str(t["thanks_pattern"]) if t.get("thanks_pattern") else None,
+        float_button=bool(t.get("float_button", False)),
+        channels=MappingProxyType(chans),
+        texts=MappingProxyType(texts),
+    )
+
+
+def _origin(value: str, key: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.path not in ("", "/"):
+        raise ConfigError(f"{key}: {value!r} is not an origin like 'https://jobs.example.no'")
+    return f"{parts.scheme}://{parts.netloc.lower()}"
+
+
+def _only_keys(t: Mapping[str, Any], prefix: str, allowed: set[str]) -> None:
+    for k in t:
+        if k not in allowed:
+            raise ConfigError(f"{prefix}{k}: unknown key (allowed: {', '.join(sorted(allowed))})")
+
+
+def _table(raw: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    return _as_table(raw.get(key, {}), key)
+
+
+def _as_table(value: object, key: str) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{key}: must be a table")
+    return value
+
+
+def _check_id(value: str, key: str) -> None:
+    if not _ID_RE.match(value):
+        raise ConfigError(f"{key}: id must be lowercase letters, digits, '_' or '-' (max 64)")
+
+
+def _str(t: Mapping[str, Any], name: str, key: str, default: str | None = None) -> str:
+    if name not in t:
+        if default is None:
+            raise ConfigError(f"{key}.{name}: missing")
+        return default
+    value = t[name]
+    if not isinstance(value, str):
+        raise ConfigError(f"{key}.{name}: must be a string")
+    return value
+
+
+def _int(t: Mapping[str, Any], name: str, key: str, default: int, lo: int, hi: int) -> int:
+    value = t.get(name, default)
+    if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
+        raise ConfigError(f"{key}.{name}: must be a whole number from {lo} to {hi}")
+    return value
+
+
+def _list(t: Mapping[str, Any], name: str, key: str) -> list[Any]:
+    value = t.get(name, [])
+    if not isinstance(value, list):
+        raise ConfigError(f"{key}.{name}: must be a list")
+    return value
+
+
+def _path(value: str, base_dir: Path) -> Path:
+    p = Path(value)
+    return (p if p.is_absolute() else (base_dir / p)).resolve()

@@ -1,0 +1,148 @@
+"""The store interface and what both backends share: schema rendering and migrations.
+
+Identifiers (database, cluster, table names) come only from validated settings
+and the allow-list below; values are always bound by the driver as ClickHouse
+``{name:Type}`` parameters, never formatted into SQL.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any, Protocol
+
+import orjson
+
+TABLES = ("events", "consent_log")
+MIGRATIONS_TABLE = "schema_migrations"
+
+# Output settings applied to every read: dates leave ClickHouse as ISO-8601 UTC.
+READ_SETTINGS = {"date_time_output_format": "iso", "output_format_json_quote_64bit_integers": 0}
+
+
+class StoreError(RuntimeError):
+    """The store could not be reached or refused a statement."""
+
+
+class StoreLockedError(StoreError):
+    """The embedded store's data path is held by another process."""
+
+
+class Store(Protocol):
+    database: str
+
+    def migrate(self) -> list[str]:
+        """Apply pending schema versions; return the names applied now."""
+        ...
+
+    def insert(self, table: str, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Insert rows (JSON-ready dicts) into an allow-listed table."""
+        ...
+
+    def query(self, sql: str, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+        """Run a read; ``${db}`` in ``sql`` is the configured database."""
+        ...
+
+    def execute(self, sql: str, params: Mapping[str, Any] | None = None) -> None:
+        """Run a statement that returns nothing (DDL, mutations)."""
+        ...
+
+    def ping(self) -> None:
+        """Raise :class:`StoreError` unless the store answers."""
+        ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    statements: tuple[str, ...]
+
+
+def check_table(table: str) -> str:
+    if table not in TABLES:
+        raise StoreError(f"unknown table {table!r}")
+    return table
+
+
+def render(sql: str, database: str, cluster: str | None = None) -> str:
+    """Fill the schema placeholders for a single server or a cluster."""
+    on_cluster = f"ON CLUSTER {cluster}" if cluster else ""
+
+    def table(m: re.Match[str]) -> str:
+        return f"{m.group(1)}_local" if cluster else m.group(1)
+
+    def engine(m: re.Match[str]) -> str:
+        name = m.group(1)
+        if not cluster:
+            return name
+        return f"Replicated{name}('/clickhouse/tables/{{shard}}/{database}/{{table}}', '{{replica}}')"
+
+    def distributed(m: re.Match[str]) -> str:
+        if not cluster:
+            return ""
+        name, key = m.group(1), m.group(2)
+        return (
+            f"CREATE TABLE IF NOT EXISTS {database}.{name} {on_cluster} AS {database}.{name}_local "
+            f"ENGINE = Distributed({cluster}, {database}, {name}_local, {key});"
+        )
+
+    sql = re.sub(r"^-- distributed: (\w+) (.+)$", distributed, sql, flags=re.MULTILINE)
+    sql = re.sub(r"\$\{table:(\w+)\}", table, sql)
+    sql = re.sub(r"\$\{engine:(\w+)\}", engine, sql)
+    return sql.replace("${db}", database).replace("${on_cluster}", on_cluster)
+
+
+def split_statements(sql: str) -> tuple[str, ...]:
+    lines = [ln for ln in sql.splitlines() if not ln.strip().startswith("--")]
+    return tuple(s.strip() for s in "\n".join(lines).split(";") if s.strip())
+
+
+def load_migrations(database: str, cluster: str | None = None) -> list[Migration]:
+    out = []
+    schema_dir = resources.files("pixel_server.storage") / "schema"
+    for entry in sorted(schema_dir.iterdir(), key=lambda e: e.name):
+        m = re.match(r"^(\d{4})_(\w+)\.sql$", entry.name)
+        if not m:
+            continue
+        sql = render(entry.read_text(encoding="utf-8"), database, cluster)
+        out.append(Migration(int(m.group(1)), m.group(2), split_statements(sql)))
+    return out
+
+
+def run_migrations(store: Store, cluster: str | None = None) -> list[str]:
+    """Versioned and idempotent: a version is recorded once all its statements ran."""
+    db = store.database
+    store.execute(f"CREATE DATABASE IF NOT EXISTS {db}" + (f" ON CLUSTER {cluster}" if cluster else ""))
+    store.execute(
+        f"CREATE TABLE IF NOT EXISTS {db}.{MIGRATIONS_TABLE} "
+        "(version UInt32, name String, applied_at DateTime64(3, 'UTC') DEFAULT now64(3)) "
+        "ENGINE = ReplacingMergeTree ORDER BY version"
+    )
+    done = {int(r["version"]) for r in store.query(f"SELECT version FROM {db}.{MIGRATIONS_TABLE} FINAL")}
+    applied = []
+    for mig in load_migrations(db, cluster):
+        if mig.version in done:
+            continue
+        for stmt in mig.statements:
+            store.execute(stmt)
+        store.execute(
+            f"INSERT INTO {db}.{MIGRATIONS_TABLE} (version, name) VALUES ({{v:UInt32}}, {{n:String}})",
+            {"v": mig.version, "n": mig.name},
+        )
+        applied.append(f"{mig.version:04d}_{mig.name}")
+    return applied
+
+
+def rows_to_jsonl(rows: Iterable[Mapping[str, Any]]) -> bytes:
+    return b"".join(orjson.dumps(r) + b"\n" for r in rows)
+
+
+def parse_jsonl(data: bytes | str) -> list[dict[str, Any]]:
+    if isinstance(data, str):
+        data = data.encode()
+    return [orjson.loads(line) for line in data.splitlines() if line.strip()]

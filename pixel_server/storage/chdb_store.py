@@ -1,0 +1,101 @@
+"""The embedded store: chDB, the ClickHouse engine in-process.
+
+chDB locks its data path: one server process per path (MEASURED.md). Within
+the process two connections on the same path run concurrently, one shared
+connection serialises, so the writer and the readers each get their own.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import chdb
+
+from pixel_server.storage.base import (
+    READ_SETTINGS,
+    StoreError,
+    StoreLockedError,
+    check_table,
+    parse_jsonl,
+    rows_to_jsonl,
+    run_migrations,
+)
+
+if TYPE_CHECKING:
+    from pixel_server.settings import Settings
+
+
+class _Conn:
+    """A chDB connection with a lock: queries on one connection run one at a time."""
+
+    def __init__(self, path: Path) -> None:
+        self.lock = threading.Lock()
+        self.conn = chdb.connect(str(path))
+        for key, value in READ_SETTINGS.items():
+            self.conn.query(f"SET {key} = '{value}'" if isinstance(value, str) else f"SET {key} = {value}")
+
+
+class ChdbStore:
+    def __init__(self, path: Path, database: str = "jobpixel") -> None:
+        self.path = path
+        self.database = database
+        path.mkdir(parents=True, exist_ok=True)
+        try:
+            self._writer = _Conn(path)
+            self._reader = _Conn(path)
+        except Exception as exc:
+            if "Cannot lock file" in str(exc) or "already running" in str(exc):
+                raise StoreLockedError(
+                    f"chDB data path {path} is in use by another process. The embedded store allows one "
+                    "jobpixel process per data path: stop the other one, or point storage.path elsewhere, "
+                    "or use storage.backend = 'clickhouse' to run several processes."
+                ) from None
+            raise StoreError(f"cannot open chDB at {path}: {exc}") from exc
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ChdbStore:
+        return cls(settings.resolved_chdb_path, settings.database)
+
+    def migrate(self) -> list[str]:
+        return run_migrations(self)
+
+    def insert(self, table: str, rows: Sequence[Mapping[str, Any]]) -> None:
+        if not rows:
+            return
+        sql = f"INSERT INTO {self.database}.{check_table(table)}"
+        data = rows_to_jsonl(rows)
+        with self._writer.lock:
+            try:
+                with self._writer.conn.send_insert(sql, "JSONEachRow") as ins:
+                    ins.append(data)
+                    ins.finish()
+            except Exception as exc:
+                raise StoreError(f"insert into {table} failed: {exc}") from exc
+
+    def query(self, sql: str, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+        sql = sql.replace("${db}", self.database)
+        with self._reader.lock:
+            try:
+                res = self._reader.conn.query(sql, "JSONEachRow", params=dict(params or {}))
+            except Exception as exc:
+                raise StoreError(f"query failed: {exc}") from exc
+        return parse_jsonl(res.bytes())
+
+    def execute(self, sql: str, params: Mapping[str, Any] | None = None) -> None:
+        sql = sql.replace("${db}", self.database)
+        with self._writer.lock:
+            try:
+                self._writer.conn.query(sql, "CSV", params=dict(params or {}))
+            except Exception as exc:
+                raise StoreError(f"statement failed: {exc}") from exc
+
+    def ping(self) -> None:
+        self.query("SELECT 1 AS ok")
+
+    def close(self) -> None:
+        for c in (self._reader, self._writer):
+            with c.lock:
+                c.conn.close()

@@ -1,0 +1,75 @@
+"""A ClickHouse server (or cluster) through clickhouse-connect, at ``CLICKHOUSE_URL``.
+
+The same SQL as the embedded store. On a cluster (``storage.cluster``) the
+schema is created ON CLUSTER with Replicated tables behind Distributed ones;
+inserts and reads go to the Distributed tables.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import clickhouse_connect
+
+from pixel_server.storage.base import (
+    READ_SETTINGS,
+    StoreError,
+    check_table,
+    parse_jsonl,
+    rows_to_jsonl,
+    run_migrations,
+)
+
+if TYPE_CHECKING:
+    from pixel_server.settings import Settings
+
+
+class ClickHouseStore:
+    def __init__(self, url: str, database: str = "jobpixel", cluster: str | None = None) -> None:
+        self.database = database
+        self.cluster = cluster
+        try:
+            self._client = clickhouse_connect.get_client(dsn=url, database="default", autogenerate_session_id=False)
+        except Exception as exc:
+            raise StoreError(f"cannot reach ClickHouse at CLICKHOUSE_URL: {exc}") from exc
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ClickHouseStore:
+        assert settings.clickhouse_url is not None
+        return cls(settings.clickhouse_url, settings.database, settings.cluster)
+
+    def migrate(self) -> list[str]:
+        return run_migrations(self, self.cluster)
+
+    def insert(self, table: str, rows: Sequence[Mapping[str, Any]]) -> None:
+        if not rows:
+            return
+        try:
+            self._client.raw_insert(
+                f"{self.database}.{check_table(table)}", insert_block=rows_to_jsonl(rows), fmt="JSONEachRow"
+            )
+        except Exception as exc:
+            raise StoreError(f"insert into {table} failed: {exc}") from exc
+
+    def query(self, sql: str, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+        sql = sql.replace("${db}", self.database)
+        try:
+            data = self._client.raw_query(sql, parameters=dict(params or {}), settings=READ_SETTINGS, fmt="JSONEachRow")
+        except Exception as exc:
+            raise StoreError(f"query failed: {exc}") from exc
+        return parse_jsonl(data)
+
+    def execute(self, sql: str, params: Mapping[str, Any] | None = None) -> None:
+        sql = sql.replace("${db}", self.database)
+        try:
+            self._client.command(sql, parameters=dict(params or {}))
+        except Exception as exc:
+            raise StoreError(f"statement failed: {exc}") from exc
+
+    def ping(self) -> None:
+        if not self._client.ping():
+            raise StoreError("ClickHouse did not answer ping")
+
+    def close(self) -> None:
+        self._client.close()
