@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from typing import TYPE_CHECKING
 
@@ -37,7 +38,10 @@ class Writer:
         self.last_error: str | None = None
         self.last_success: float | None = None
         self._failures: dict[int, int] = {}
-        self._lock = asyncio.Lock()
+        # A threading lock, not an asyncio one: cancelling a task that awaits
+        # asyncio.to_thread() does not stop the thread, so an asyncio lock would be
+        # released while its flush still runs and the next flush would race it.
+        self._lock = threading.Lock()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -60,8 +64,7 @@ class Writer:
 
     async def flush(self) -> int:
         """Load everything spooled so far; return the rows loaded."""
-        async with self._lock:
-            return await asyncio.to_thread(self._flush_sync)
+        return await asyncio.to_thread(self._flush_sync)
 
     async def _run(self) -> None:
         delay = self.interval_s
@@ -81,10 +84,11 @@ class Writer:
                 delay = min(max(delay * 2, self.interval_s), 30.0)
 
     def _flush_sync(self) -> int:
-        self.spool.rotate()
-        loaded = 0
-        for segment in self.spool.sealed():
-            loaded += self._load(segment)
+        with self._lock:
+            self.spool.rotate()
+            loaded = 0
+            for segment in self.spool.sealed():
+                loaded += self._load(segment)
         self.metrics.spool_rows.set(self.spool.rows_pending)
         self.metrics.spool_bytes.set(self.spool.bytes_pending)
         return loaded

@@ -1,0 +1,166 @@
+"""The durable spool and the writer that drains it, against real files and real chDB."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pixel_server.metrics import Metrics
+from pixel_server.spool import Spool, SpoolError
+from pixel_server.storage.chdb_store import ChdbStore
+from pixel_server.writer import Writer
+
+
+def rows(n: int, start: int = 0) -> list[dict[str, Any]]:
+    return [{"i": start + k} for k in range(n)]
+
+
+def read_all(spool: Spool) -> list[int]:
+    out = []
+    for seg in spool.sealed():
+        tables, _ = seg.read()
+        out += [r["i"] for r in tables.get("events", [])]
+    return out
+
+
+def test_group_commit_makes_many_requests_durable_with_few_fsyncs(tmp_path: Path) -> None:
+    groups: list[int] = []
+    spool = Spool(tmp_path, on_commit=lambda s, n: groups.append(n))
+
+    async def main() -> None:
+        await asyncio.gather(*(spool.append("events", rows(1, i)) for i in range(200)))
+
+    asyncio.run(main())
+    assert sum(groups) == 200
+    assert len(groups) < 200 / 4, groups  # concurrent requests share fsyncs
+    spool.rotate()
+    assert sorted(read_all(spool)) == list(range(200))
+    assert spool.rows_pending == 200
+
+
+def test_leftover_segments_are_sealed_and_counted_on_start(tmp_path: Path) -> None:
+    first = Spool(tmp_path)
+    asyncio.run(first.append("events", rows(3)))
+    # no rotate, no close: as after SIGKILL
+    second = Spool(tmp_path)
+    assert second.rows_pending == 3
+    assert read_all(second) == [0, 1, 2]
+
+
+def test_torn_last_line_is_skipped_and_the_rest_loads(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    asyncio.run(spool.append("events", rows(2)))
+    spool.rotate()
+    [seg] = spool.sealed()
+    with seg.path.open("ab") as fh:
+        fh.write(b'{"t":"events","r":[{"i":99')  # a crash in the middle of a write
+    tables, bad = seg.read()
+    assert [r["i"] for r in tables["events"]] == [0, 1] and bad == 1
+
+
+def test_failed_write_is_reported_and_cut_off(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    spool = Spool(tmp_path)
+    asyncio.run(spool.append("events", rows(1)))
+    real_write = os.write
+    calls = {"n": 0}
+
+    def half_then_fail(fd: int, data: Any) -> int:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            return real_write(fd, bytes(data[: len(data) // 2]))  # a partial write ...
+        raise OSError(28, "No space left on device")  # ... then the disk is full
+
+    monkeypatch.setattr(os, "write", half_then_fail)
+    with pytest.raises(SpoolError, match="No space left"):
+        asyncio.run(spool.append("events", rows(1, 1)))
+    monkeypatch.setattr(os, "write", real_write)
+    asyncio.run(spool.append("events", rows(1, 2)))
+    spool.rotate()
+    assert read_all(spool) == [0, 2]  # the failed group left no torn line behind
+
+
+class SlowStore(ChdbStore):
+    def insert(self, table: str, rows: Any) -> None:
+        time.sleep(0.2)
+        super().insert(table, rows)
+
+
+def test_concurrent_flushes_load_each_segment_once(tmp_path: Path) -> None:
+    """Regression: stop() used to flush while a cancelled flush's thread still ran."""
+    store = SlowStore(tmp_path / "chdb")
+    try:
+        store.migrate()
+        spool = Spool(tmp_path / "spool")
+        writer = Writer(spool, store, Metrics(), interval_s=60, max_rows=10**6)
+        row = {
+            "choice_id": "7f1c2b8e-1111-4a4a-9b9b-123456789abc",
+            "consent_id": "7f1c2b8e-1111-4a4a-9b9b-123456789abd",
+            "site_id": "s",
+            "ts": "2026-11-24 10:00:00.000",
+            "action": "accept_all",
+            "granted": ["necessary"],
+            "denied": [],
+            "revision": 1,
+            "lang": "nb",
+            "gpc": 0,
+            "layer": 1,
+            "ua_family": "Chrome",
+            "retention_days": 30,
+        }
+
+        async def main() -> list[int]:
+            await spool.append("consent_log", [row])
+            task = asyncio.create_task(writer.flush())
+            await asyncio.sleep(0.05)
+            task.cancel()  # what stop() does to the periodic flush
+            results = await asyncio.gather(task, writer.flush(), return_exceptions=True)
+            return [r for r in results if isinstance(r, int)]
+
+        loaded = asyncio.run(main())
+        assert sum(loaded) <= 1
+        assert store.query("SELECT count() AS n FROM ${db}.consent_log")[0]["n"] == 1
+        assert spool.sealed() == [] and spool.rows_pending == 0
+    finally:
+        store.close()
+
+
+def test_store_outage_keeps_rows_spooled_until_it_answers(tmp_path: Path) -> None:
+    store = ChdbStore(tmp_path / "chdb")
+    try:
+        store.migrate()
+        spool = Spool(tmp_path / "spool")
+        writer = Writer(spool, store, Metrics(), interval_s=60, max_rows=10**6)
+        down = threading.Event()
+        down.set()
+        real_insert = store.insert
+
+        def flaky(table: str, rows_: Any) -> None:
+            if down.is_set():
+                from pixel_server.storage import StoreError
+
+                raise StoreError("connection refused")
+            real_insert(table, rows_)
+
+        store.insert = flaky  # type: ignore[method-assign]
+        row = {"event_id": "7f1c2b8e-1111-4a4a-9b9b-123456789abc", "site_id": "s", "ts": "2026-11-24 10:00:00.000",
+               "visitor_id": "7f1c2b8e-1111-4a4a-9b9b-123456789abd", "retention_days": 30}
+
+        async def main() -> None:
+            await spool.append("events", [row])
+            with pytest.raises(Exception, match="connection refused"):
+                await writer.flush()
+            assert spool.rows_pending == 1 and writer.last_error
+            down.clear()
+            assert await writer.flush() == 1
+
+        asyncio.run(main())
+        assert store.query("SELECT count() AS n FROM ${db}.events")[0]["n"] == 1
+        assert spool.rows_pending == 0 and writer.last_error is None
+    finally:
+        store.close()
