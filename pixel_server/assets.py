@@ -85,10 +85,7 @@ def _minify_css(css: str) -> str:
 class Assets:
     def __init__(self, pixel_path: Path = PIXEL_PATH, banner_dir: Path = BANNER_DIR) -> None:
         self.pixel = Asset.build(pixel_path.read_bytes(), "text/javascript", SCRIPT_CACHE)
-        try:
-            self.banner: Asset | None = Asset.build(banner_bundle(banner_dir), "text/javascript", SCRIPT_CACHE)
-        except FileNotFoundError:  # TODO(#4): strict once the banner has landed
-            self.banner = None
+        self.banner = Asset.build(banner_bundle(banner_dir), "text/javascript", SCRIPT_CACHE)
 
 
 def site_public_config(site: Site) -> dict[str, Any]:
@@ -114,8 +111,6 @@ async def pixel_js(request: Request) -> Response:
 
 async def banner_js(request: Request) -> Response:
     assets: Assets = request.app.state.assets
-    if assets.banner is None:
-        return Response(status_code=404)
     return assets.banner.respond(request)
 
 

@@ -1,0 +1,98 @@
+"""Configuration: every mistake fails at start with a message naming the key."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pixel_server import cli
+from pixel_server import settings as s
+from tests.conftest import SIGNING_KEY, config_dict
+
+ENV = {s.SIGNING_KEYS_ENV: SIGNING_KEY}
+
+
+def base() -> dict[str, Any]:
+    return config_dict(Path("/tmp/x"), "https://jobs.example.no")
+
+
+def test_valid_config_builds_frozen_settings(tmp_path: Path) -> None:
+    st = s.from_mapping(base(), ENV, tmp_path)
+    assert set(st.sites) == {"test", "shop"}
+    assert st.sites["shop"].channels["ga4"]["id"] == "G-TEST123"
+    assert st.signing_keys == (SIGNING_KEY,)
+    with pytest.raises(AttributeError):
+        st.port = 1  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        st.sites["x"] = st.sites["test"]  # type: ignore[index]
+
+
+def put(path: str, value: Any) -> dict[str, Any]:
+    cfg = copy.deepcopy(base())
+    *parents, last = path.split(".")
+    node = cfg
+    for p in parents:
+        node = node.setdefault(p, {})
+    if value is KeyError:
+        node.pop(last, None)
+    else:
+        node[last] = value
+    return cfg
+
+
+@pytest.mark.parametrize(
+    ("cfg", "env", "key"),
+    [
+        (base(), {}, "JOBPIXEL_SIGNING_KEYS"),
+        (base(), {s.SIGNING_KEYS_ENV: "short"}, "JOBPIXEL_SIGNING_KEYS[0]"),
+        (put("sites", {}), ENV, "sites"),
+        (put("sites.test.partner", "nobody"), ENV, "sites.test.partner"),
+        (put("sites.test.partner", KeyError), ENV, "sites.test.partner"),
+        (put("sites.test.origins", []), ENV, "sites.test.origins"),
+        (put("sites.test.origins", ["jobs.example.no"]), ENV, "sites.test.origins[0]"),
+        (put("sites.test.origins", ["https://x.no/path"]), ENV, "sites.test.origins[0]"),
+        (put("sites.test.retention_days", 0), ENV, "sites.test.retention_days"),
+        (put("sites.test.retention_days", "30"), ENV, "sites.test.retention_days"),
+        (put("sites.test.lang", "de"), ENV, "sites.test.lang"),
+        (put("sites.test.ad_pattern", "(unclosed"), ENV, "sites.test.ad_pattern"),
+        (put("sites.test.policy_url", "/personvern"), ENV, "sites.test.policy_url"),
+        (put("sites.test.colour", "red"), ENV, "sites.test.colour"),
+        (put("sites.test.channels", {"tiktok": {"id": "1"}}), ENV, "sites.test.channels.tiktok"),
+        (put("sites.test.channels", {"ga4": {"id": "UA-1"}}), ENV, "sites.test.channels.ga4"),
+        (put("sites.test.texts", {"de": {"title": "x"}}), ENV, "sites.test.texts.de"),
+        (put("sites.Bad Id", {}), ENV, "sites.Bad Id"),
+        (put("storage.backend", "postgres"), ENV, "storage.backend"),
+        (put("storage.backend", "clickhouse"), ENV, "CLICKHOUSE_URL"),
+        (put("storage.database", "x;drop"), ENV, "storage.database"),
+        (put("storage.cluster", "c1"), ENV, "storage.cluster"),
+        (put("server.port", 70000), ENV, "server.port"),
+        (put("server.trusted_proxies", ["not-an-ip"]), ENV, "server.trusted_proxies[0]"),
+        (put("serverr", {}), ENV, "serverr"),
+    ],
+)
+def test_errors_name_the_key(cfg: dict[str, Any], env: dict[str, str], key: str, tmp_path: Path) -> None:
+    with pytest.raises(s.ConfigError) as err:
+        s.from_mapping(cfg, env, tmp_path)
+    assert str(err.value).startswith(key + ":") or str(err.value).startswith(key + " "), str(err.value)
+
+
+def test_check_config_command(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(s.SIGNING_KEYS_ENV, SIGNING_KEY)
+    good = Path(__file__).parent.parent / "demo" / "jobpixel.demo.toml"
+    assert cli.main(["check-config", "--config", str(good)]) == 0
+    assert "site demo" in capsys.readouterr().out
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[partners.p]\nname = "P"\n[sites.s]\npartner = "p"\norigins = ["nope"]\n')
+    assert cli.main(["check-config", "--config", str(bad)]) == 2
+    assert "sites.s.origins[0]" in capsys.readouterr().err
+    assert cli.main(["check-config", "--config", str(tmp_path / "missing.toml")]) == 2
+    assert "not found" in capsys.readouterr().err
+
+
+def test_example_config_is_valid(monkeypatch: pytest.MonkeyPatch) -> None:
+    example = Path(__file__).parent.parent / "jobpixel.example.toml"
+    st = s.load(example, ENV)
+    assert st.sites
