@@ -11,7 +11,7 @@ from pathlib import Path
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
-from starlette.routing import Mount, Route
+from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from pixel_server import assets, consent
@@ -105,7 +105,7 @@ def create_app(settings: Settings, *, demo: bool = False) -> Starlette:
         metrics.spool_bytes.set(state.spool.bytes_pending)
         return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
-    routes = [
+    routes: list[BaseRoute] = [
         Route("/p.js", assets.pixel_js, methods=["GET", "HEAD"]),
         Route("/b.js", assets.banner_js, methods=["GET", "HEAD"]),
         Route("/s/{site}.json", assets.site_config, methods=["GET", "HEAD"]),
@@ -144,7 +144,11 @@ async def _connect(state: State) -> None:
     state.store_error = None
     assert state.store is not None
     state.writer = Writer(
-        state.spool, state.store, state.metrics, state.settings.flush_interval_s, state.settings.flush_max_rows
+        state.spool,
+        state.store,
+        state.metrics,
+        state.settings.flush_interval_s,
+        state.settings.flush_max_rows,
     )
     state.writer.start()
 

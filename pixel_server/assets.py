@@ -119,5 +119,7 @@ async def site_config(request: Request) -> Response:
     site = state.settings.sites.get(request.path_params["site"])
     headers = {"Access-Control-Allow-Origin": "*", "Cache-Control": CONFIG_CACHE}
     if site is None:
-        return json_response({"error": "unknown_site", "field": "site", "detail": "unknown site"}, 404, headers)
+        return json_response(
+            {"error": "unknown_site", "field": "site", "detail": "unknown site"}, 404, headers
+        )
     return json_response(site_public_config(site), 200, headers)

@@ -48,11 +48,15 @@ def _load(path: str | None) -> Settings:
 def cmd_check_config(args: argparse.Namespace) -> int:
     s = _load(args.config)
     print(f"ok: {args.config or os.environ.get(settings_mod.CONFIG_ENV, 'jobpixel.toml')}")
-    print(f"  storage: {s.storage_backend}" + (f" ({s.resolved_chdb_path})" if s.storage_backend == "chdb" else ""))
+    print(
+        f"  storage: {s.storage_backend}"
+        + (f" ({s.resolved_chdb_path})" if s.storage_backend == "chdb" else "")
+    )
     print(f"  signing keys: {len(s.signing_keys)}")
     for site in s.sites.values():
         chans = ", ".join(site.channels) or "none"
-        print(f"  site {site.id}: partner {site.partner}, origins {', '.join(sorted(site.origins))}, channels {chans}")
+        origins = ", ".join(sorted(site.origins))
+        print(f"  site {site.id}: partner {site.partner}, origins {origins}, channels {chans}")
     return 0
 
 
@@ -150,7 +154,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         ("check-config", cmd_check_config, "validate a config file without starting"),
     ):
         p = sub.add_parser(name, help=help_)
-        p.add_argument("--config", "-c", help=f"TOML config file (default ${settings_mod.CONFIG_ENV} or jobpixel.toml)")
+        p.add_argument(
+            "--config", "-c", help=f"TOML config file (default ${settings_mod.CONFIG_ENV} or jobpixel.toml)"
+        )
         if name in ("serve", "demo"):
             p.add_argument("--host")
             p.add_argument("--port", type=int)

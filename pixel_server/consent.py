@@ -109,7 +109,9 @@ async def post_consent(request: Request) -> Response:
         headers = cors_headers(request, site.origins)
         origin = request.headers.get("origin")
         if origin is not None and origin not in site.origins:
-            raise Rejected(DropReason.BAD_ORIGIN, 403, "origin", f"origin {origin!r} is not allowed for this site")
+            raise Rejected(
+                DropReason.BAD_ORIGIN, 403, "origin", f"origin {origin!r} is not allowed for this site"
+            )
     except Rejected as exc:
         state.metrics.dropped.labels(exc.reason.value).inc()
         return json_response(exc.body(), exc.status, headers)
@@ -143,7 +145,12 @@ async def post_consent(request: Request) -> Response:
         return json_response({"error": "unavailable", "field": None, "detail": str(exc)}, 503, headers)
     state.metrics.consent_choices.labels(site.id, choice["action"]).inc()
 
-    out: dict[str, Any] = {"consent_id": choice["consent_id"], "granted": granted, "token": None, "token_expires": None}
+    out: dict[str, Any] = {
+        "consent_id": choice["consent_id"],
+        "granted": granted,
+        "token": None,
+        "token_expires": None,
+    }
     if "statistics" in granted:
         visitor = state.tokens.verify(choice["token"]) or state.tokens.issue()
         out["token"] = visitor.token
@@ -169,15 +176,21 @@ async def get_history(request: Request) -> Response:
     try:
         cid = str(uuid.UUID(request.path_params["consent_id"]))
     except ValueError:
-        return json_response({"error": "invalid", "field": "consent_id", "detail": "must be a UUID"}, 400, headers)
+        return json_response(
+            {"error": "invalid", "field": "consent_id", "detail": "must be a UUID"}, 400, headers
+        )
     if state.store is None or state.writer is None:
-        return json_response({"error": "unavailable", "field": None, "detail": "store unavailable"}, 503, headers)
+        return json_response(
+            {"error": "unavailable", "field": None, "detail": "store unavailable"}, 503, headers
+        )
     try:
         if state.spool.rows_pending:
             await state.writer.flush()  # show a choice made a moment ago
         rows = await asyncio.to_thread(state.store.query, HISTORY_SQL, {"site": site.id, "cid": cid})
     except StoreError:
-        return json_response({"error": "unavailable", "field": None, "detail": "store unavailable"}, 503, headers)
+        return json_response(
+            {"error": "unavailable", "field": None, "detail": "store unavailable"}, 503, headers
+        )
     for r in rows:
         r["gpc"] = bool(r["gpc"])
     return json_response({"consent_id": cid, "history": rows}, 200, {**headers, "Cache-Control": "no-store"})
@@ -200,5 +213,6 @@ def consent_rates(store: Store, site_id: str, since: dt.datetime, until: dt.date
     """Per day and category: choices that granted it and choices that denied it."""
     fmt = "%Y-%m-%d %H:%M:%S.%f"
     return store.query(
-        CONSENT_RATES_SQL, {"site": site_id, "since": since.strftime(fmt)[:-3], "until": until.strftime(fmt)[:-3]}
+        CONSENT_RATES_SQL,
+        {"site": site_id, "since": since.strftime(fmt)[:-3], "until": until.strftime(fmt)[:-3]},
     )

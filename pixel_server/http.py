@@ -39,5 +39,7 @@ async def read_capped(request: Request, limit: int = MAX_BODY) -> bytes:
                 raise Rejected(DropReason.TOO_LARGE, 413, "body", f"larger than {limit} bytes")
             chunks.append(chunk)
     except ClientDisconnect:
-        raise Rejected(DropReason.INVALID, 400, "body", "client disconnected before the body was complete") from None
+        raise Rejected(
+            DropReason.INVALID, 400, "body", "client disconnected before the body was complete"
+        ) from None
     return b"".join(chunks)

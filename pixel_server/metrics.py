@@ -2,22 +2,27 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from pixel_server.ingest.reasons import DropReason
 
 __all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
 
-disable_created_metrics()  # the *_created series only add noise to every scrape
+disable_created_metrics()  # type: ignore[no-untyped-call]  # the *_created series only add noise to every scrape
 
 
 class Metrics:
     def __init__(self) -> None:
         r = self.registry = CollectorRegistry(auto_describe=True)
-        self.accepted = Counter(
-            "jobpixel_events_accepted", "Events durably spooled", ["site"], registry=r
-        )
+        self.accepted = Counter("jobpixel_events_accepted", "Events durably spooled", ["site"], registry=r)
         self.dropped = Counter(
             "jobpixel_events_dropped", "Events (or requests) dropped, by reason", ["reason"], registry=r
         )
@@ -41,7 +46,9 @@ class Metrics:
             registry=r,
         )
         self.spool_torn_lines = Counter(
-            "jobpixel_spool_torn_lines", "Unreadable spool lines skipped (unacknowledged torn writes)", registry=r
+            "jobpixel_spool_torn_lines",
+            "Unreadable spool lines skipped (unacknowledged torn writes)",
+            registry=r,
         )
         self.spool_quarantined = Counter(
             "jobpixel_spool_quarantined_segments", "Segments the store kept refusing", registry=r
@@ -58,7 +65,9 @@ class Metrics:
             buckets=(1, 10, 100, 500, 1000, 2500, 5000, 10000, 25000, 50000),
             registry=r,
         )
-        self.flush_failures = Counter("jobpixel_flush_failures", "Failed inserts (rows stay spooled)", registry=r)
+        self.flush_failures = Counter(
+            "jobpixel_flush_failures", "Failed inserts (rows stay spooled)", registry=r
+        )
 
     def observe_commit(self, seconds: float, requests: int) -> None:
         self.spool_commit_seconds.observe(seconds)

@@ -179,7 +179,7 @@ def from_mapping(
         partners=MappingProxyType(partners),
         signing_keys=keys,
         data_dir=data_dir,
-        storage_backend=backend,  # type: ignore[arg-type]
+        storage_backend=backend,
         chdb_path=_path(str(chdb_path), base_dir) if chdb_path else None,
         clickhouse_url=clickhouse_url,
         database=database,
@@ -251,7 +251,9 @@ def _site(sid: str, t: Mapping[str, Any], partners: Mapping[str, Partner]) -> Si
     for tl, ttable in _as_table(t.get("texts", {}), f"{key}.texts").items():
         if tl not in LANGS:
             raise ConfigError(f"{key}.texts.{tl}: language must be one of {', '.join(LANGS)}")
-        texts[tl] = MappingProxyType({str(k): str(v) for k, v in _as_table(ttable, f"{key}.texts.{tl}").items()})
+        texts[tl] = MappingProxyType(
+            {str(k): str(v) for k, v in _as_table(ttable, f"{key}.texts.{tl}").items()}
+        )
     return Site(
         id=sid,
         partner=partner,

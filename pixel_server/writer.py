@@ -10,6 +10,7 @@ batch cannot block the rest; that is logged and counted.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
@@ -51,10 +52,8 @@ class Writer:
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            except asyncio.CancelledError:
-                pass
         await self.flush()  # last drain; what fails stays spooled for the next start
 
     def nudge(self) -> None:
@@ -69,10 +68,8 @@ class Writer:
     async def _run(self) -> None:
         delay = self.interval_s
         while True:
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=delay)
-            except TimeoutError:
-                pass
             self._wake.clear()
             try:
                 await self.flush()

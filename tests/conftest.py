@@ -78,7 +78,9 @@ def config_dict(data_dir: Path, origin: str, **site_overrides: Any) -> dict[str,
 
 def make_settings(data_dir: Path, origin: str = "http://127.0.0.1:9", **site_overrides: Any) -> Settings:
     return settings_mod.from_mapping(
-        config_dict(data_dir, origin, **site_overrides), {settings_mod.SIGNING_KEYS_ENV: SIGNING_KEY}, data_dir
+        config_dict(data_dir, origin, **site_overrides),
+        {settings_mod.SIGNING_KEYS_ENV: SIGNING_KEY},
+        data_dir,
     )
 
 
@@ -213,8 +215,12 @@ class LiveServer:
                 return rows
             time.sleep(0.1)
 
-    def consent(self, site: str = "test", statistics: bool = True, marketing: bool = False, **extra: Any) -> dict[str, Any]:
-        granted = ["necessary"] + (["statistics"] if statistics else []) + (["marketing"] if marketing else [])
+    def consent(
+        self, site: str = "test", statistics: bool = True, marketing: bool = False, **extra: Any
+    ) -> dict[str, Any]:
+        granted = (
+            ["necessary"] + (["statistics"] if statistics else []) + (["marketing"] if marketing else [])
+        )
         body = {
             "site": site,
             "consent_id": str(uuid.uuid4()),
@@ -236,7 +242,9 @@ class LiveServer:
         r.raise_for_status()
         return {**body, **r.json()}
 
-    def grant(self, statistics: bool = True, marketing: bool = False, site: str = "test") -> list[dict[str, Any]]:
+    def grant(
+        self, statistics: bool = True, marketing: bool = False, site: str = "test"
+    ) -> list[dict[str, Any]]:
         """Cookies (for ``context.add_cookies``) of a visitor who already chose on the partner site."""
         res = self.consent(site, statistics, marketing)
         now = int(time.time() * 1000)

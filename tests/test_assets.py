@@ -35,7 +35,11 @@ def test_site_config_is_public_and_complete(pixel_server: LiveServer) -> None:
     assert cfg["ad_pattern"] == "/jobb/(\\d+)" and cfg["ats_hosts"] == ["ats.example.test"]
     assert {c["id"] for c in cfg["channels"]} == {"ga4", "meta", "linkedin", "snapchat", "bidtheatre"}
     for c in cfg["channels"]:
-        assert c["processor"] and c["privacy_url"].startswith("https://") and c["tag"]["src"].startswith("https://")
+        assert (
+            c["processor"]
+            and c["privacy_url"].startswith("https://")
+            and c["tag"]["src"].startswith("https://")
+        )
     assert httpx.get(pixel_server.url + "/s/nope.json").status_code == 404
 
 
@@ -45,6 +49,12 @@ def test_health_ready_metrics(pixel_server: LiveServer) -> None:
     assert ready.status_code == 200
     assert ready.json()["store"] == "ok" and ready.json()["spool_rows"] == 0
     metrics = httpx.get(pixel_server.url + "/metrics").text
-    for name in ("jobpixel_events_accepted", "jobpixel_events_dropped_total", "jobpixel_spool_rows",
-                 "jobpixel_flush_seconds", "jobpixel_flush_batch_rows", "jobpixel_spool_commit_seconds"):
+    for name in (
+        "jobpixel_events_accepted",
+        "jobpixel_events_dropped_total",
+        "jobpixel_spool_rows",
+        "jobpixel_flush_seconds",
+        "jobpixel_flush_batch_rows",
+        "jobpixel_spool_commit_seconds",
+    ):
         assert name in metrics

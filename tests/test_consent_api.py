@@ -44,7 +44,12 @@ def test_choice_is_logged_with_every_field(pixel_server: LiveServer) -> None:
     [row] = pixel_server.consent_rows()
     assert row["choice_id"] == body["choice_id"] and row["consent_id"] == body["consent_id"]
     assert (row["site_id"], row["action"], row["revision"], row["lang"], row["gpc"], row["layer"]) == (
-        "test", "custom", 1, "nb", 0, 2,
+        "test",
+        "custom",
+        1,
+        "nb",
+        0,
+        2,
     )
     assert row["granted"] == ["necessary", "statistics"] and row["denied"] == ["marketing"]
     assert row["ua_family"] == "Chrome"
@@ -52,7 +57,9 @@ def test_choice_is_logged_with_every_field(pixel_server: LiveServer) -> None:
 
 
 def test_token_only_with_statistics(pixel_server: LiveServer) -> None:
-    r = post(pixel_server, choice(action="reject_all", granted=["necessary"], denied=["statistics", "marketing"]))
+    r = post(
+        pixel_server, choice(action="reject_all", granted=["necessary"], denied=["statistics", "marketing"])
+    )
     assert r.status_code == 200 and r.json()["token"] is None
 
 
@@ -113,9 +120,21 @@ def test_unknown_site_and_foreign_origin_are_403(pixel_server: LiveServer) -> No
 
 def test_history_newest_first(pixel_server: LiveServer) -> None:
     cid = str(uuid.uuid4())
-    post(pixel_server, choice(consent_id=cid, action="accept_all", granted=["necessary", "statistics", "marketing"], denied=[]))
-    post(pixel_server, choice(consent_id=cid, action="withdraw", granted=["necessary"], denied=["statistics", "marketing"]))
-    r = httpx.get(f"{pixel_server.url}/consent/{cid}", params={"site": "test"}, headers={"Origin": pixel_server.partner.origin})
+    post(
+        pixel_server,
+        choice(
+            consent_id=cid, action="accept_all", granted=["necessary", "statistics", "marketing"], denied=[]
+        ),
+    )
+    post(
+        pixel_server,
+        choice(consent_id=cid, action="withdraw", granted=["necessary"], denied=["statistics", "marketing"]),
+    )
+    r = httpx.get(
+        f"{pixel_server.url}/consent/{cid}",
+        params={"site": "test"},
+        headers={"Origin": pixel_server.partner.origin},
+    )
     assert r.status_code == 200 and r.headers["access-control-allow-origin"] == pixel_server.partner.origin
     hist = r.json()["history"]
     assert [h["action"] for h in hist] == ["withdraw", "accept_all"]
@@ -126,12 +145,16 @@ def test_history_newest_first(pixel_server: LiveServer) -> None:
 
 
 def test_consent_rates_per_day_and_category(pixel_server: LiveServer) -> None:
-    post(pixel_server, choice(action="accept_all", granted=["necessary", "statistics", "marketing"], denied=[]))
+    post(
+        pixel_server, choice(action="accept_all", granted=["necessary", "statistics", "marketing"], denied=[])
+    )
     post(pixel_server, choice(action="reject_all", granted=["necessary"], denied=["statistics", "marketing"]))
     post(pixel_server, choice())
     pixel_server.flush()
     assert pixel_server.state.store is not None
     now = dt.datetime.now(dt.UTC)
-    rates = consent_rates(pixel_server.state.store, "test", now - dt.timedelta(days=1), now + dt.timedelta(days=1))
+    rates = consent_rates(
+        pixel_server.state.store, "test", now - dt.timedelta(days=1), now + dt.timedelta(days=1)
+    )
     by_cat = {r["category"]: (r["granted"], r["denied"]) for r in rates}
     assert by_cat == {"statistics": (2, 1), "marketing": (1, 2)}

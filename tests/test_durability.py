@@ -28,7 +28,7 @@ def write_config(tmp: Path, port: int, flush_interval_ms: int) -> Path:
         f"""
 [server]
 port = {port}
-data_dir = "{tmp / 'data'}"
+data_dir = "{tmp / "data"}"
 [storage]
 backend = "chdb"
 flush_interval_ms = {flush_interval_ms}
@@ -98,13 +98,21 @@ def test_sigkill_right_after_acknowledging_loses_nothing(tmp_path: Path, procs: 
         "granted": ["necessary", "statistics"],
         "denied": ["marketing"],
     }
-    token = httpx.post(server.url + "/consent", content=json.dumps(consent), headers={"Origin": ORIGIN}).json()["token"]
+    token = httpx.post(
+        server.url + "/consent", content=json.dumps(consent), headers={"Origin": ORIGIN}
+    ).json()["token"]
     headers = {"Content-Type": "text/plain", "Origin": ORIGIN, "User-Agent": DESKTOP_UA}
 
     def send(i: int) -> list[str]:
         batch = [
-            {"site": "s", "ad": str(i), "name": "pageview", "url": f"{ORIGIN}/jobb/{i}", "event_id": str(uuid.uuid4()),
-             "token": token}
+            {
+                "site": "s",
+                "ad": str(i),
+                "name": "pageview",
+                "url": f"{ORIGIN}/jobb/{i}",
+                "event_id": str(uuid.uuid4()),
+                "token": token,
+            }
             for _ in range(1 + i % 3)
         ]
         r = httpx.post(server.url + "/collect", content=json.dumps(batch), headers=headers, timeout=10)
@@ -125,7 +133,9 @@ def test_sigkill_right_after_acknowledging_loses_nothing(tmp_path: Path, procs: 
         time.sleep(0.1)
     restarted.kill(signal.SIGTERM)
     assert restarted.p.stderr is not None
-    assert "Application shutdown complete" in restarted.p.stderr.read()  # graceful (uvicorn re-raises SIGTERM)
+    assert (
+        "Application shutdown complete" in restarted.p.stderr.read()
+    )  # graceful (uvicorn re-raises SIGTERM)
 
     store = ChdbStore(tmp_path / "data" / "chdb")
     try:

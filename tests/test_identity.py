@@ -39,7 +39,16 @@ def test_expired_token_is_no_id() -> None:
 
 @pytest.mark.parametrize(
     "bad",
-    [None, 42, "", "x" * 500, "a.b.c", "not base64!.AAAA.BBBB", "ä" * 30, "AAAAAAAAAAAAAAAAAAAAAA.AAAAAA.forgedsignatureforgedsignature"],
+    [
+        None,
+        42,
+        "",
+        "x" * 500,
+        "a.b.c",
+        "not base64!.AAAA.BBBB",
+        "ä" * 30,
+        "AAAAAAAAAAAAAAAAAAAAAA.AAAAAA.forgedsignatureforgedsignature",
+    ],
 )
 def test_garbage_is_no_id_never_an_error(bad: object) -> None:
     assert VisitorTokens((NEW,), 396).verify(bad) is None

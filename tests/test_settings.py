@@ -79,7 +79,9 @@ def test_errors_name_the_key(cfg: dict[str, Any], env: dict[str, str], key: str,
     assert str(err.value).startswith(key + ":") or str(err.value).startswith(key + " "), str(err.value)
 
 
-def test_check_config_command(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_check_config_command(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv(s.SIGNING_KEYS_ENV, SIGNING_KEY)
     good = Path(__file__).parent.parent / "demo" / "jobpixel.demo.toml"
     assert cli.main(["check-config", "--config", str(good)]) == 0

@@ -148,8 +148,13 @@ def test_store_outage_keeps_rows_spooled_until_it_answers(tmp_path: Path) -> Non
             real_insert(table, rows_)
 
         store.insert = flaky  # type: ignore[method-assign]
-        row = {"event_id": "7f1c2b8e-1111-4a4a-9b9b-123456789abc", "site_id": "s", "ts": "2026-11-24 10:00:00.000",
-               "visitor_id": "7f1c2b8e-1111-4a4a-9b9b-123456789abd", "retention_days": 30}
+        row = {
+            "event_id": "7f1c2b8e-1111-4a4a-9b9b-123456789abc",
+            "site_id": "s",
+            "ts": "2026-11-24 10:00:00.000",
+            "visitor_id": "7f1c2b8e-1111-4a4a-9b9b-123456789abd",
+            "retention_days": 30,
+        }
 
         async def main() -> None:
             await spool.append("events", [row])

@@ -41,7 +41,9 @@ def drop_unknown_site(state: State, batch: Batch) -> None:
     for i, hit in enumerate(batch.hits):
         site = state.settings.sites.get(hit.site)
         if site is None:
-            raise Rejected(DropReason.UNKNOWN_SITE, 403, _field(batch, i, "site"), f"unknown site {hit.site!r}")
+            raise Rejected(
+                DropReason.UNKNOWN_SITE, 403, _field(batch, i, "site"), f"unknown site {hit.site!r}"
+            )
         batch.sites[hit.site] = site
 
 
@@ -51,12 +53,17 @@ def drop_bad_origin(state: State, batch: Batch) -> None:
         allowed = batch.sites[hit.site].origins
         if header is not None:
             if header not in allowed:
-                raise Rejected(DropReason.BAD_ORIGIN, 403, "origin", f"origin {header!r} is not allowed for this site")
+                raise Rejected(
+                    DropReason.BAD_ORIGIN, 403, "origin", f"origin {header!r} is not allowed for this site"
+                )
         else:
             parts = urlsplit(hit.url)
             if f"{parts.scheme}://{parts.netloc.lower()}" not in allowed:
                 raise Rejected(
-                    DropReason.BAD_ORIGIN, 403, _field(batch, i, "url"), "the page's origin is not allowed for this site"
+                    DropReason.BAD_ORIGIN,
+                    403,
+                    _field(batch, i, "url"),
+                    "the page's origin is not allowed for this site",
                 )
 
 
@@ -145,13 +152,17 @@ async def collect(request: Request) -> Response:
         headers = _cors(request, state, batch)
         metrics.dropped.labels(exc.reason.value).inc(len(batch.hits) if batch else exc.events)
         if exc.reason is DropReason.BOT:
-            return json_response({"accepted": 0, "dropped": {"bot": len(batch.hits) if batch else 1}}, 200, headers)
+            return json_response(
+                {"accepted": 0, "dropped": {"bot": len(batch.hits) if batch else 1}}, 200, headers
+            )
         return json_response(exc.body(), exc.status, headers)
     try:
         await state.spool.append("events", batch.rows)
     except SpoolError as exc:
         metrics.dropped.labels(DropReason.UNAVAILABLE.value).inc(len(batch.rows))
-        return json_response({"error": "unavailable", "field": None, "detail": str(exc)}, 503, {"Retry-After": "5"})
+        return json_response(
+            {"error": "unavailable", "field": None, "detail": str(exc)}, 503, {"Retry-After": "5"}
+        )
     for site_id in batch.sites:
         metrics.accepted.labels(site_id).inc(sum(1 for h in batch.hits if h.site == site_id))
     if state.writer is not None:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
 
-class DropReason(str, Enum):
+class DropReason(StrEnum):
     INVALID = "invalid"  # 400: a field is missing, malformed or over its limit
     TOO_LARGE = "too_large"  # 413: body over 64 KiB
     UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"  # 415

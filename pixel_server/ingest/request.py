@@ -82,7 +82,9 @@ def parse_body(body: bytes) -> list[Hit]:
     if not doc:
         raise Rejected(DropReason.INVALID, 400, "body", "empty batch")
     if len(doc) > MAX_BATCH:
-        raise Rejected(DropReason.INVALID, 400, "body", f"batch of {len(doc)} events; at most {MAX_BATCH}", len(doc))
+        raise Rejected(
+            DropReason.INVALID, 400, "body", f"batch of {len(doc)} events; at most {MAX_BATCH}", len(doc)
+        )
     hits = []
     for i, ev in enumerate(doc):
         prefix = f"events[{i}]."
@@ -180,7 +182,9 @@ def _props(value: object, prefix: str) -> dict[str, str]:
     out = {}
     for k, v in value.items():
         if not 0 < len(k) <= MAX_NAME:
-            raise Rejected(DropReason.INVALID, 400, f"{field}.{k[:64]}", f"key must be 1 to {MAX_NAME} characters")
+            raise Rejected(
+                DropReason.INVALID, 400, f"{field}.{k[:64]}", f"key must be 1 to {MAX_NAME} characters"
+            )
         if v is None:
             continue
         if isinstance(v, bool):
@@ -190,6 +194,8 @@ def _props(value: object, prefix: str) -> dict[str, str]:
         elif not isinstance(v, str):
             raise Rejected(DropReason.INVALID, 400, f"{field}.{k}", "must be a string, number or boolean")
         if len(v) > MAX_PROP_VALUE:
-            raise Rejected(DropReason.INVALID, 400, f"{field}.{k}", f"longer than {MAX_PROP_VALUE} characters")
+            raise Rejected(
+                DropReason.INVALID, 400, f"{field}.{k}", f"longer than {MAX_PROP_VALUE} characters"
+            )
         out[k] = v
     return out

@@ -33,7 +33,7 @@ class _Conn:
 
     def __init__(self, path: Path) -> None:
         self.lock = threading.Lock()
-        self.conn = chdb.connect(str(path))
+        self.conn = chdb.connect(str(path))  # type: ignore[no-untyped-call]
         for key, value in READ_SETTINGS.items():
             self.conn.query(f"SET {key} = '{value}'" if isinstance(value, str) else f"SET {key} = {value}")
 

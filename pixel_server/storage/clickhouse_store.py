@@ -30,7 +30,9 @@ class ClickHouseStore:
         self.database = database
         self.cluster = cluster
         try:
-            self._client = clickhouse_connect.get_client(dsn=url, database="default", autogenerate_session_id=False)
+            self._client = clickhouse_connect.get_client(
+                dsn=url, database="default", autogenerate_session_id=False
+            )
         except Exception as exc:
             raise StoreError(f"cannot reach ClickHouse at CLICKHOUSE_URL: {exc}") from exc
 
@@ -55,7 +57,9 @@ class ClickHouseStore:
     def query(self, sql: str, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
         sql = sql.replace("${db}", self.database)
         try:
-            data = self._client.raw_query(sql, parameters=dict(params or {}), settings=READ_SETTINGS, fmt="JSONEachRow")
+            data = self._client.raw_query(
+                sql, parameters=dict(params or {}), settings=READ_SETTINGS, fmt="JSONEachRow"
+            )
         except Exception as exc:
             raise StoreError(f"query failed: {exc}") from exc
         return parse_jsonl(data)

@@ -30,7 +30,11 @@ def event(pixel_server: LiveServer, token: str, **fields: Any) -> dict[str, Any]
 
 def post(pixel_server: LiveServer, body: Any, headers: dict[str, str] | None = None) -> httpx.Response:
     raw = body if isinstance(body, bytes) else json.dumps(body).encode()
-    h = {"Content-Type": "text/plain;charset=UTF-8", "Origin": pixel_server.partner.origin, "User-Agent": DESKTOP_UA}
+    h = {
+        "Content-Type": "text/plain;charset=UTF-8",
+        "Origin": pixel_server.partner.origin,
+        "User-Agent": DESKTOP_UA,
+    }
     return httpx.post(pixel_server.url + "/collect", content=raw, headers={**h, **(headers or {})})
 
 
@@ -74,8 +78,14 @@ def test_same_batch_posted_twice_is_counted_once(pixel_server: LiveServer, token
     assert post(pixel_server, batch).status_code == 204  # and one still in the spool
     rows = pixel_server.events()
     assert sorted(r["event_id"] for r in rows) == sorted(e["event_id"] for e in batch)
-    counts = pixel_server.query("SELECT name, count() AS n FROM ${db}.events FINAL GROUP BY name ORDER BY name")
-    assert counts == [{"name": "apply_click", "n": 1}, {"name": "engagement", "n": 1}, {"name": "pageview", "n": 1}]
+    counts = pixel_server.query(
+        "SELECT name, count() AS n FROM ${db}.events FINAL GROUP BY name ORDER BY name"
+    )
+    assert counts == [
+        {"name": "apply_click", "n": 1},
+        {"name": "engagement", "n": 1},
+        {"name": "pageview", "n": 1},
+    ]
 
 
 LONG = "x" * 2001
@@ -127,8 +137,20 @@ def test_every_limit_answers_its_4xx_naming_the_field(
         (b"[]", {}, 400, "invalid", "body"),
         (b"[1]", {}, 400, "invalid", "events[0]"),
         (b"x" * (64 * 1024 + 1), {}, 413, "too_large", "body"),
-        (b"{}", {"Content-Type": "application/x-www-form-urlencoded"}, 415, "unsupported_media_type", "content-type"),
-        (b"{}", {"Content-Type": "multipart/form-data; boundary=x"}, 415, "unsupported_media_type", "content-type"),
+        (
+            b"{}",
+            {"Content-Type": "application/x-www-form-urlencoded"},
+            415,
+            "unsupported_media_type",
+            "content-type",
+        ),
+        (
+            b"{}",
+            {"Content-Type": "multipart/form-data; boundary=x"},
+            415,
+            "unsupported_media_type",
+            "content-type",
+        ),
     ],
 )
 def test_malformed_bodies(
@@ -181,7 +203,8 @@ def test_token_signed_with_unknown_key_is_refused(pixel_server: LiveServer) -> N
     "ua",
     [
         "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)",
-        "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) HeadlessChrome/130.0.0.0 Safari/537.36",
+        "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+        "HeadlessChrome/130.0.0.0 Safari/537.36",
         "curl/8.5.0",
         "",
     ],

@@ -13,13 +13,36 @@ from hypothesis import strategies as st
 from tests.conftest import DESKTOP_UA, LiveServer
 
 scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=80)
-values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4), max_leaves=12)
-FIELDS = ["site", "ad", "name", "url", "referrer", "event_id", "pageview_id", "engaged_ms", "scroll", "activity",
-          "client_ts", "token", "marketing", "props"]
+values = st.recursive(
+    scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
+    max_leaves=12,
+)
+FIELDS = [
+    "site",
+    "ad",
+    "name",
+    "url",
+    "referrer",
+    "event_id",
+    "pageview_id",
+    "engaged_ms",
+    "scroll",
+    "activity",
+    "client_ts",
+    "token",
+    "marketing",
+    "props",
+]
 
 
 def good_event() -> dict[str, Any]:
-    return {"site": "test", "name": "pageview", "url": "http://127.0.0.1/jobb/1", "event_id": str(uuid.uuid4())}
+    return {
+        "site": "test",
+        "name": "pageview",
+        "url": "http://127.0.0.1/jobb/1",
+        "event_id": str(uuid.uuid4()),
+    }
 
 
 events = st.builds(
@@ -31,7 +54,9 @@ bodies = events | st.lists(events, max_size=3) | values
 
 
 def test_collect_never_5xx(pixel_server: LiveServer) -> None:
-    client = httpx.Client(base_url=pixel_server.url, headers={"User-Agent": DESKTOP_UA, "Content-Type": "text/plain"})
+    client = httpx.Client(
+        base_url=pixel_server.url, headers={"User-Agent": DESKTOP_UA, "Content-Type": "text/plain"}
+    )
 
     @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
     @given(body=bodies)
@@ -44,8 +69,27 @@ def test_collect_never_5xx(pixel_server: LiveServer) -> None:
     check()
 
     @settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck))
-    @given(body=st.dictionaries(st.sampled_from(["site", "consent_id", "choice_id", "action", "granted", "denied",
-                                                  "revision", "lang", "gpc", "layer", "token"]), values) | values)
+    @given(
+        body=st.dictionaries(
+            st.sampled_from(
+                [
+                    "site",
+                    "consent_id",
+                    "choice_id",
+                    "action",
+                    "granted",
+                    "denied",
+                    "revision",
+                    "lang",
+                    "gpc",
+                    "layer",
+                    "token",
+                ]
+            ),
+            values,
+        )
+        | values
+    )
     def check_consent(body: Any) -> None:
         r = client.post("/consent", content=json.dumps(body))
         assert r.status_code < 500, (r.status_code, r.text, body)

@@ -79,7 +79,9 @@ def test_replayed_event_id_counts_once(store: ChdbStore) -> None:
 def test_values_are_bound_never_formatted(store: ChdbStore) -> None:
     store.migrate()
     store.insert("events", [event_row(site_id="it's; DROP TABLE x")])
-    rows = store.query("SELECT site_id FROM ${db}.events WHERE site_id = {s:String}", {"s": "it's; DROP TABLE x"})
+    rows = store.query(
+        "SELECT site_id FROM ${db}.events WHERE site_id = {s:String}", {"s": "it's; DROP TABLE x"}
+    )
     assert rows == [{"site_id": "it's; DROP TABLE x"}]
     with pytest.raises(Exception, match="unknown table"):
         store.insert("system.users", [{}])
@@ -90,18 +92,24 @@ def test_cluster_ddl() -> None:
     sql = "\n".join(statements)
     assert "CREATE DATABASE IF NOT EXISTS jp ON CLUSTER jobs" in sql
     assert "CREATE TABLE IF NOT EXISTS jp.events_local ON CLUSTER jobs" in sql
-    assert "ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/jp/{table}', '{replica}')" in sql
+    assert (
+        "ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/jp/{table}', '{replica}')" in sql
+    )
     assert (
         "CREATE TABLE IF NOT EXISTS jp.events ON CLUSTER jobs AS jp.events_local "
         "ENGINE = Distributed(jobs, jp, events_local, sipHash64(event_id))" in sql
     )
     assert "Distributed(jobs, jp, consent_log_local, sipHash64(consent_id))" in sql
-    single = render("${db}.${table:events} ${on_cluster} ${engine:ReplacingMergeTree}\n-- distributed: events k", "jp")
+    single = render(
+        "${db}.${table:events} ${on_cluster} ${engine:ReplacingMergeTree}\n-- distributed: events k", "jp"
+    )
     assert single.strip() == "jp.events  ReplacingMergeTree"
 
 
 @pytest.mark.clickhouse_server
-@pytest.mark.skipif(not os.environ.get("CLICKHOUSE_URL"), reason="needs a ClickHouse server at CLICKHOUSE_URL")
+@pytest.mark.skipif(
+    not os.environ.get("CLICKHOUSE_URL"), reason="needs a ClickHouse server at CLICKHOUSE_URL"
+)
 def test_same_schema_on_a_clickhouse_server() -> None:
     from pixel_server.storage.clickhouse_store import ClickHouseStore
 
