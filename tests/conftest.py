@@ -292,3 +292,30 @@ def settings(tmp_path: Path) -> Settings:
 
 
 CHROMIUM_PATH = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
+
+
+PIXEL_BUDGET_GZ = 2000
+BANNER_BUDGET_GZ = 8000
+
+
+def script_sizes() -> dict[str, int]:
+    """gzip -9 sizes of what the page downloads: the pixel, and the banner bundle as served."""
+    import gzip
+
+    from pixel_server.assets import PIXEL_PATH, banner_bundle
+
+    return {
+        "p.js": len(gzip.compress(PIXEL_PATH.read_bytes(), 9)),
+        "b.js": len(gzip.compress(banner_bundle(), 9)),
+    }
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    try:
+        sizes = script_sizes()
+    except OSError as exc:
+        terminalreporter.write_line(f"script sizes: unavailable ({exc})")
+        return
+    terminalreporter.write_sep("-", "script sizes (gzip -9)")
+    terminalreporter.write_line(f"p.js (pixel):  {sizes['p.js']:>5} B of {PIXEL_BUDGET_GZ} B budget")
+    terminalreporter.write_line(f"b.js (banner): {sizes['b.js']:>5} B of {BANNER_BUDGET_GZ} B budget (JS + CSS + nb/nn/en)")
