@@ -1,0 +1,363 @@
+/* jobpixel consent banner: /b.js = window.__jpb={css,texts}; + this. Contract: ARCHITECTURE.md */
+(() => {
+  'use strict';
+
+  /* ---- constants ---- */
+  const CONSENT = 'jobpixel_consent';
+  const VID = 'jobpixel_vid';
+  const VERSION = 1;
+  const DEFAULT_DAYS = 182;
+  const DAY_MS = 864e5;
+  const LANGS = ['nb', 'nn', 'en'];
+  const CATS = ['necessary', 'statistics', 'marketing'];
+  const HISTORY_LABEL = {accept_all: 'accept', reject_all: 'reject', custom: 'save'};
+  const EVENT = 'jobpixel:consent';
+  const GATED = 'script[type="text/plain"][data-jobpixel-category]';
+  // "Googlebot/", "DuckDuckBot-", not "CUBOT_X19" phones
+  const CRAWLER = /(bot|crawler|spider)[/\s;)-]|slurp|mediapartners|facebookexternalhit|bingpreview/i;
+  const P = 'jpb-';
+  const ON = 'granted';
+  const OFF = 'denied';
+  const W = window;
+  const D = document;
+  const noop = () => {};
+
+  /* ---- state ---- */
+  /**
+   * The state. cfg: site config, ch: its channels, src: pixel server, t: texts, stored: the consent
+   * cookie {v,id,s,m,rev,first,last,exp,gpc} as found, consent: stored if valid for this revision,
+   * started: channel tags on, opener: focus returns here, d1/d2: the layers, fb: float button, live: status region.
+   */
+  const S = {cfg: null, ch: [], src: '', lang: 'nb', t: {}, stored: null, consent: null, gpc: false, started: false,
+    opener: null, d1: null, d2: null, fb: null, live: null};
+
+  /** @return {?string} raw cookie value */
+  const readCookie = (name) => (D.cookie.match('(?:^|; )' + name + '=([^;]*)') || [])[1] || null;
+
+  /** Set a cookie on this host for `sec` seconds. */
+  const writeCookie = (name, value, sec) => {
+    D.cookie = name + '=' + value + ';path=/;max-age=' + Math.max(0, sec | 0) + ';SameSite=Lax' +
+      (location.protocol == 'https:' ? ';Secure' : '');
+  };
+
+  /** Delete a cookie here and on each parent domain. */
+  const deleteCookie = (name) => {
+    const h = location.hostname;
+    const parts = h.split('.');
+    // host-only (i = -1), then .a.b.c, .b.c; an IP has no parent domains
+    for (let i = -1; i < (/^[\d.]+$/.test(h) ? 0 : parts.length - 1); i++) {
+      D.cookie = name + '=;path=/;max-age=0' + (i < 0 ? '' : ';domain=.' + parts.slice(i).join('.'));
+    }
+  };
+
+  /** @return {?Object} the consent cookie */
+  const readConsent = () => {
+    try {
+      const c = JSON.parse(decodeURIComponent(readCookie(CONSENT)));
+      return c && c.v === VERSION && typeof c.id == 'string' ? c : null;
+    } catch (e) {
+      return null;
+    }
+  };
+
+  /** Store the consent cookie until c.exp. */
+  const writeConsent = (c) => writeCookie(CONSENT, encodeURIComponent(JSON.stringify(c)), (c.exp - Date.now()) / 1e3);
+
+  /** @return {string} v4 UUID (randomUUID needs https) */
+  const uuid = () => '10000000-1000-4000-8000-100000000000'.replace(/[018]/g,
+    (c) => (c ^ (crypto.getRandomValues(new Uint8Array(1))[0] & (15 >> (c / 4)))).toString(16));
+
+  /** @return {string} text `key`, {vars} filled */
+  const text = (key, vars) => String(S.t[key] || key).replace(/\{(\w+)\}/g, (m, k) => (vars && k in vars ? vars[k] : m));
+
+  /** @return {!Element} `on…` attrs become listeners; kids: nodes, text, arrays */
+  const el = (tag, attrs, ...kids) => {
+    const e = D.createElement(tag);
+    for (const [k, v] of Object.entries(attrs || {})) {
+      if (typeof v == 'function') e.addEventListener(k.slice(2), v);
+      else if (v != null && v !== false) e.setAttribute(k, v === true ? '' : v);
+    }
+    e.append(...kids.flat(9).filter((k) => k || k === 0));
+    return e;
+  };
+
+  /** gtag(): pushes `arguments` as gtag.js expects. */
+  function gtag() {
+    (W.dataLayer = W.dataLayer || []).push(arguments);
+  }
+
+  /** @return {!Function} window[name], a queue stub as in vendor snippets */
+  const stub = (name, run) => {
+    if (!W[name]) {
+      const f = W[name] = function () { f[run] ? f[run].apply(f, arguments) : f.queue.push(arguments); };
+      f.push = f;
+      f.loaded = true;
+      f.version = '2.0';
+      f.queue = [];
+    }
+    return W[name];
+  };
+
+  /** Start a channel tag: the vendor's init snippet, then tag.src. */
+  const startTag = (tag) => {
+    const id = tag.id;
+    const k = tag.kind;
+    if (k == 'gtag') {
+      gtag('js', new Date());
+      gtag('config', id);
+    } else if (k == 'meta') {
+      const f = stub('fbq', 'callMethod');
+      W._fbq = W._fbq || f;
+      f('init', id);
+      W.fbq('track', 'PageView');
+    } else if (k == 'linkedin') {
+      W._linkedin_partner_id = id;
+      (W._linkedin_data_partner_ids = W._linkedin_data_partner_ids || []).push(id);
+      if (!W.lintrk) (W.lintrk = (a, b) => W.lintrk.q.push([a, b])).q = [];
+    } else if (k == 'snapchat') {
+      stub('snaptr', 'handleRequest')('init', id, {});
+      W.snaptr('track', 'PAGE_VIEW');
+    } else if (k != 'bidtheatre') {
+      return;
+    }
+    D.head.append(el('script', {src: tag.src, async: true, onload: () => {
+      const p = S.cfg.thanks_pattern;
+      if (k == 'bidtheatre' && tag.conversion && p && W.asxtrack && new RegExp(p).test(location.pathname + location.search)) {
+        W.asxtrack.config = {conversionId: +tag.conversion, advertiserId: +id};
+        W.asxtrack.callConversion();
+      }
+    }}));
+  };
+
+  /** Marketing off: stop the tags, delete their cookies. */
+  const stopChannels = () => {
+    const prefixes = [];
+    for (const c of S.ch) {
+      prefixes.push(...(c.cookie_prefixes || []));
+      if (c.tag && c.tag.kind == 'gtag') W['ga-disable-' + c.tag.id] = true;
+    }
+    if (W.fbq) W.fbq('consent', 'revoke');
+    for (const g of ['fbq', '_fbq', 'snaptr', 'lintrk']) if (W[g]) W[g] = noop;
+    S.started = false;
+    for (const pair of D.cookie.split('; ')) {
+      const name = pair.split('=')[0];
+      if (name && prefixes.some((p) => name.startsWith(p))) deleteCookie(name);
+    }
+  };
+
+  /** Run gated <script type=text/plain data-jobpixel-category> of granted categories. */
+  const activateGated = (stat, mkt) => D.querySelectorAll(GATED).forEach((old) => {
+    const cat = old.dataset.jobpixelCategory;
+    if (!(cat == 'statistics' ? stat : cat == 'marketing' && mkt)) return;
+    const s = D.createElement('script');
+    for (const a of old.attributes) if (a.name != 'type' && a.name != 'data-src') s.setAttribute(a.name, a.value);
+    if (old.dataset.src) s.src = old.dataset.src;
+    else s.text = old.text;
+    old.replaceWith(s);
+  });
+
+  /** Match a consent: Consent Mode v2 (statistics → analytics_storage, marketing → ad_*), gated scripts, tags. */
+  const apply = (stat, mkt) => {
+    const ad = mkt ? ON : OFF;
+    gtag('consent', 'update', {analytics_storage: stat ? ON : OFF, ad_storage: ad, ad_user_data: ad, ad_personalization: ad});
+    activateGated(stat, mkt);
+    if (mkt && !S.started) S.ch.forEach((c) => c.tag && c.tag.src && startTag(c.tag));
+    S.started = mkt;
+  };
+
+  /** POST /consent as text/plain (no preflight). */
+  const post = (body) => fetch(S.src + '/consent', {method: 'POST', body: JSON.stringify(body), keepalive: true}).then((r) => (r.ok ? r.json() : null), noop);
+
+  /** @return {!Object} the POST /consent body */
+  const logBody = (c, action, layer) => {
+    const on = {necessary: 1, statistics: c.s, marketing: c.m};
+    return {site: S.cfg.site, consent_id: c.id, choice_id: uuid(), action, granted: CATS.filter((k) => on[k]),
+      denied: CATS.filter((k) => !on[k]), revision: c.rev, lang: S.lang, gpc: !!c.gpc, layer};
+  };
+
+  /** Tell the pixel. */
+  const dispatch = (statistics, marketing) => W.dispatchEvent(new CustomEvent(EVENT, {detail: {statistics, marketing}}));
+
+  /** Store, log, then apply a choice; a grant taken back makes it `withdraw`. */
+  const choose = (stat, mkt, action, layer) => {
+    mkt = mkt && !S.gpc;
+    const prev = S.consent;
+    const old = S.stored;
+    const now = Date.now();
+    if (prev && ((prev.s && !stat) || (prev.m && !mkt))) action = 'withdraw';
+    const c = S.consent = S.stored = {v: VERSION, id: old ? old.id : uuid(), s: +stat, m: +mkt, rev: S.cfg.revision,
+      first: old ? old.first : now, last: now, exp: now + (S.cfg.consent_days || DEFAULT_DAYS) * DAY_MS, gpc: +S.gpc};
+    writeConsent(c);
+    if (!stat) deleteCookie(VID);
+    if (!mkt) stopChannels();
+    close();
+    S.live.textContent = text('saved');
+    const body = logBody(c, action, layer);
+    const token = readCookie(VID);
+    if (stat && token) body.token = decodeURIComponent(token);
+    post(body).then((res) => {
+      res = res || {};
+      // the server saw Sec-GPC: marketing stays off
+      if (mkt && res.granted && !res.granted.includes(CATS[2])) {
+        c.m = mkt = 0;
+        c.gpc = S.gpc = 1;
+        writeConsent(c);
+      }
+      if (stat && res.token) writeCookie(VID, encodeURIComponent(res.token), (res.token_expires - Date.now()) / 1e3);
+      apply(stat, mkt);
+      dispatch(stat, !!mkt);
+    });
+  };
+
+  /** Stale revision: log `expired` and hold nothing granted (logged once). */
+  const expire = (old) => {
+    post(logBody(old, 'expired', 1));
+    writeConsent(S.stored = {...old, s: 0, m: 0});
+    deleteCookie(VID);
+    stopChannels();
+    dispatch(false, false);
+  };
+
+  /** @return {?Element} privacy policy link */
+  const policy = () => S.cfg.policy_url && el('a', {href: S.cfg.policy_url}, text('policy'));
+
+  /** @return {?Element} GPC notice */
+  const gpcNote = () => S.gpc && el('p', {class: P + 'g'}, text('gpc'));
+
+  /** @return {!Element} */
+  const button = (key, onclick, cls) => el('button', {type: 'button', class: cls, onclick}, text(key));
+
+  /** @return {!Element} accept and reject, alike, + `third` */
+  const buttons = (layer, third) => el('div', {class: P + 'b'},
+    button('accept', () => choose(true, true, 'accept_all', layer)),
+    button('reject', () => choose(false, false, 'reject_all', layer)), third);
+
+  /** @return {!Element} a layer's dialog, in the page */
+  const dialog = (layer, ...kids) => {
+    const d = el('dialog', {class: 'jpb jpb-' + layer, tabindex: -1, 'aria-labelledby': P + 't' + layer}, kids);
+    D.body.append(d);
+    return d;
+  };
+
+  /** First layer: non-modal, fixed (no layout shift), focus moved in. */
+  const showFirst = () => {
+    S.opener = S.opener || D.activeElement;
+    const d = S.d1 = dialog(1, el('h2', {id: P + 't1'}, text('title')), el('p', {id: P + 'd1'}, text('intro'), ' ', policy()),
+      gpcNote(), buttons(1, button('settings', () => open(), P + 's')));
+    d.setAttribute('aria-describedby', P + 'd1');
+    d.show();
+    d.focus();
+  };
+
+  /** @return {!Element} a category and its switch */
+  const category = (key, on, locked, more) => {
+    const id = P + key;
+    return el('div', {class: P + 'c'},
+      el('div', {class: P + 'h'}, el('h3', null, el('label', {for: id}, text(key))),
+        el('span', null, key == 'necessary' && el('small', null, text('on') + ' '),
+          el('input', {type: 'checkbox', role: 'switch', id, checked: on, disabled: locked, 'aria-describedby': id + '-d'}))),
+      el('p', {id: id + '-d'}, text(key + '_d', {days: S.cfg.consent_days || DEFAULT_DAYS})), more);
+  };
+
+  /** @return {?Element} per channel: what, who, where, cookies, policy */
+  const channelList = () => {
+    const list = S.ch;
+    return list.length > 0 && el('details', null, el('summary', null, text('partners') + ' (' + list.length + ')'),
+      list.map((c) => el('dl', null, el('dt', null, c.name),
+        el('dd', null, c.purpose[S.lang] || c.purpose.nb),
+        el('dd', null, text('who') + ': ' + c.processor),
+        el('dd', null, text('where') + ': ' + c.location),
+        el('dd', null, text('cookies') + ': ' + ((c.cookies || []).map((k) => k.name + ' (' + k.days + ' ' + text('days') + ')').join(', ') || text('none'))),
+        c.privacy_url && el('dd', null, el('a', {href: c.privacy_url}, c.name + ': ' + text('policy'))))));
+  };
+
+  /** Show GET /consent/{id} history. */
+  const showHistory = () => {
+    const box = D.getElementById(P + 'hist');
+    fetch(S.src + '/consent/' + encodeURIComponent(S.stored.id) + '?site=' + encodeURIComponent(S.cfg.site))
+      .then((r) => r.json())
+      .then((res) => box.replaceChildren(el('h3', null, text('history_t')), el('ol', null, res.history.map((h) =>
+        el('li', null, new Date(h.ts).toLocaleString(S.lang) + ': ' + text(HISTORY_LABEL[h.action] || h.action) +
+          ' — ' + h.granted.map((k) => text(k)).join(', '))))))
+      .catch(() => { box.textContent = text('error'); });
+  };
+
+  /** Leave layer 2: to layer 1 if nothing is chosen yet. */
+  const closeSettings = () => {
+    if (S.d2) S.d2.remove();
+    S.d2 = null;
+    if (S.consent) close();
+    else showFirst();
+  };
+
+  /** Open layer 2; public as __jpopen(), called by the pixel. */
+  const open = () => {
+    if (!S.cfg) return;
+    const c = S.consent || {};
+    if (!S.d1) S.opener = D.activeElement;
+    [S.d1, S.d2].forEach((d) => d && d.remove());
+    S.d1 = null;
+    const d = S.d2 = dialog(2, el('h2', {id: P + 't2'}, text('title2')), el('p', null, text('intro2'), ' ', policy()),
+      gpcNote(),
+      category('necessary', true, true),
+      category('statistics', !!c.s, false),
+      category('marketing', !!c.m && !S.gpc, S.gpc, channelList()),
+      buttons(2, button('save', () => choose(D.getElementById(P + 'statistics').checked,
+        D.getElementById(P + 'marketing').checked, 'custom', 2), P + 's')),
+      el('p', null, S.stored && button('history', showHistory, P + 'l'), ' ', button('close', closeSettings, P + 'l')),
+      el('div', {id: P + 'hist', 'aria-live': 'polite'}),
+      S.stored && el('small', null, text('cid') + ': ' + S.stored.id));
+    d.addEventListener('cancel', (e) => {
+      e.preventDefault();
+      closeSettings();
+    });
+    d.showModal();
+    d.focus();
+  };
+
+  /** Close, return focus, show the float button if configured. */
+  const close = () => {
+    [S.d1, S.d2].forEach((d) => d && d.remove());
+    S.d1 = S.d2 = null;
+    if (S.cfg.float_button && !S.fb) D.body.append(S.fb = el('button', {type: 'button', class: P + 'f', onclick: open}, text('float')));
+    const o = S.opener;
+    S.opener = null;
+    if (o && o != D.body && o.isConnected) o.focus();
+  };
+
+  /** Apply a valid stored choice, or ask. */
+  const init = () => {
+    const cfg = S.cfg = W.__jpcfg;
+    const B = W.__jpb || {};
+    const T = B.texts || {};
+    const tag = D.querySelector('script[data-site]');
+    S.ch = cfg.channels || [];
+    S.src = W.__jpsrc || '';
+    S.lang = [tag && tag.dataset.lang, D.documentElement.lang, cfg.lang, 'nb']
+      .map((l) => String(l || '').toLowerCase().slice(0, 2).replace('no', 'nb')).find((l) => LANGS.includes(l));
+    S.t = {...T.nb, ...T[S.lang], ...(cfg.texts || {})[S.lang]};
+    S.gpc = navigator.globalPrivacyControl === true;
+    D.head.append(el('style', null, B.css));
+    D.body.append(S.live = el('div', {class: P + 'v', role: 'status'}));
+    let c = S.stored = readConsent();
+    if (c && c.rev !== cfg.revision) {
+      if (c.s || c.m) expire(c);
+      c = null;
+    }
+    S.consent = c;
+    if (c) {
+      apply(!!c.s, !!c.m && !S.gpc);
+      close();
+    } else {
+      showFirst();
+    }
+    if (ask) open();
+  };
+
+  const ask = W.__jpopen == 1; // set by the pixel: open settings once loaded
+  W.__jpbanner = {open, state: S};
+  W.__jpopen = open;
+  if (CRAWLER.test(navigator.userAgent) || !W.__jpcfg) W.__jpopen = W.__jpbanner.open = noop;
+  else if (D.body) init();
+  else D.addEventListener('DOMContentLoaded', init);
+})();
