@@ -63,14 +63,14 @@
   /** Store the consent cookie until c.exp. */
   const writeConsent = (c) => writeCookie(CONSENT, encodeURIComponent(JSON.stringify(c)), (c.exp - Date.now()) / 1e3);
 
-  /** @return {string} v4 UUID (randomUUID needs https) */
+  /** @return {string} a v4 UUID, also on http */
   const uuid = () => '10000000-1000-4000-8000-100000000000'.replace(/[018]/g,
     (c) => (c ^ (crypto.getRandomValues(new Uint8Array(1))[0] & (15 >> (c / 4)))).toString(16));
 
-  /** @return {string} text `key`, {vars} filled */
-  const text = (key, vars) => String(S.t[key] || key).replace(/\{(\w+)\}/g, (m, k) => (vars && k in vars ? vars[k] : m));
+  /** @return {string} the text `key` in the visitor's language */
+  const text = (key) => S.t[key] || key;
 
-  /** @return {!Element} `on…` attrs become listeners; kids: nodes, text, arrays */
+  /** @return {!Element} new element; `on…` attrs are listeners */
   const el = (tag, attrs, ...kids) => {
     const e = D.createElement(tag);
     for (const [k, v] of Object.entries(attrs || {})) {
@@ -133,8 +133,8 @@
   const stopChannels = () => {
     const prefixes = [];
     for (const c of S.ch) {
-      prefixes.push(...(c.cookie_prefixes || []));
-      if (c.tag && c.tag.kind == 'gtag') W['ga-disable-' + c.tag.id] = true;
+      prefixes.push(...c.cookie_prefixes);
+      if (c.tag.kind == 'gtag') W['ga-disable-' + c.tag.id] = true;
     }
     if (W.fbq) W.fbq('consent', 'revoke');
     for (const g of ['fbq', '_fbq', 'snaptr', 'lintrk']) if (W[g]) W[g] = noop;
@@ -156,12 +156,12 @@
     old.replaceWith(s);
   });
 
-  /** Match a consent: Consent Mode v2 (statistics → analytics_storage, marketing → ad_*), gated scripts, tags. */
+  /** Match a consent: Consent Mode v2 (statistics → analytics_storage, marketing → ad_*), gated scripts, tags */
   const apply = (stat, mkt) => {
     const ad = mkt ? ON : OFF;
     gtag('consent', 'update', {analytics_storage: stat ? ON : OFF, ad_storage: ad, ad_user_data: ad, ad_personalization: ad});
     activateGated(stat, mkt);
-    if (mkt && !S.started) S.ch.forEach((c) => c.tag && c.tag.src && startTag(c.tag));
+    if (mkt && !S.started) S.ch.forEach((c) => startTag(c.tag));
     S.started = mkt;
   };
 
@@ -243,7 +243,7 @@
   const showFirst = () => {
     S.opener = S.opener || D.activeElement;
     const d = S.d1 = dialog(1, el('h2', {id: P + 't1'}, text('title')), el('p', {id: P + 'd1'}, text('intro'), ' ', policy()),
-      gpcNote(), buttons(1, button('settings', () => open(), P + 's')));
+      gpcNote(), buttons(1, button('settings', open, P + 's')));
     d.setAttribute('aria-describedby', P + 'd1');
     d.show();
     d.focus();
@@ -256,19 +256,18 @@
       el('div', {class: P + 'h'}, el('h3', null, el('label', {for: id}, text(key))),
         el('span', null, key == 'necessary' && el('small', null, text('on') + ' '),
           el('input', {type: 'checkbox', role: 'switch', id, checked: on, disabled: locked, 'aria-describedby': id + '-d'}))),
-      el('p', {id: id + '-d'}, text(key + '_d', {days: S.cfg.consent_days || DEFAULT_DAYS})), more);
+      el('p', {id: id + '-d'}, text(key + '_d').replace('{days}', S.cfg.consent_days || DEFAULT_DAYS)), more);
   };
 
   /** @return {?Element} per channel: what, who, where, cookies, policy */
   const channelList = () => {
-    const list = S.ch;
-    return list.length > 0 && el('details', null, el('summary', null, text('partners') + ' (' + list.length + ')'),
-      list.map((c) => el('dl', null, el('dt', null, c.name),
+    return S.ch.length > 0 && el('details', null, el('summary', null, text('partners') + ' (' + S.ch.length + ')'),
+      S.ch.map((c) => el('dl', null, el('dt', null, c.name),
         el('dd', null, c.purpose[S.lang] || c.purpose.nb),
         el('dd', null, text('who') + ': ' + c.processor),
         el('dd', null, text('where') + ': ' + c.location),
-        el('dd', null, text('cookies') + ': ' + ((c.cookies || []).map((k) => k.name + ' (' + k.days + ' ' + text('days') + ')').join(', ') || text('none'))),
-        c.privacy_url && el('dd', null, el('a', {href: c.privacy_url}, c.name + ': ' + text('policy'))))));
+        el('dd', null, text('cookies') + ': ' + (c.cookies.map((k) => k.name + ' (' + k.days + ' ' + text('days') + ')').join(', ') || text('none'))),
+        el('dd', null, el('a', {href: c.privacy_url}, c.name + ': ' + text('policy'))))));
   };
 
   /** Show GET /consent/{id} history. */
@@ -276,7 +275,7 @@
     const box = D.getElementById(P + 'hist');
     fetch(S.src + '/consent/' + encodeURIComponent(S.stored.id) + '?site=' + encodeURIComponent(S.cfg.site))
       .then((r) => r.json())
-      .then((res) => box.replaceChildren(el('h3', null, text('history_t')), el('ol', null, res.history.map((h) =>
+      .then((res) => box.replaceChildren(el('ol', null, res.history.map((h) =>
         el('li', null, new Date(h.ts).toLocaleString(S.lang) + ': ' + text(HISTORY_LABEL[h.action] || h.action) +
           ' — ' + h.granted.map((k) => text(k)).join(', '))))))
       .catch(() => { box.textContent = text('error'); });
@@ -319,7 +318,7 @@
   const close = () => {
     [S.d1, S.d2].forEach((d) => d && d.remove());
     S.d1 = S.d2 = null;
-    if (S.cfg.float_button && !S.fb) D.body.append(S.fb = el('button', {type: 'button', class: P + 'f', onclick: open}, text('float')));
+    if (S.cfg.float_button && !S.fb) D.body.append(S.fb = button('float', open, P + 'f'));
     const o = S.opener;
     S.opener = null;
     if (o && o != D.body && o.isConnected) o.focus();
