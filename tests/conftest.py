@@ -318,4 +318,14 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         return
     terminalreporter.write_sep("-", "script sizes (gzip -9)")
     terminalreporter.write_line(f"p.js (pixel):  {sizes['p.js']:>5} B of {PIXEL_BUDGET_GZ} B budget")
-    terminalreporter.write_line(f"b.js (banner): {sizes['b.js']:>5} B of {BANNER_BUDGET_GZ} B budget (JS + CSS + nb/nn/en)")
+    terminalreporter.write_line(
+        f"b.js (banner): {sizes['b.js']:>5} B of {BANNER_BUDGET_GZ} B budget (JS + CSS + nb/nn/en)"
+    )
+
+
+def run_async(coro: Any) -> Any:
+    """``asyncio.run`` on a fresh thread: Playwright's sync API keeps a loop running in the main thread."""
+    import concurrent.futures
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()

@@ -15,6 +15,7 @@ from pixel_server.metrics import Metrics
 from pixel_server.spool import Spool, SpoolError
 from pixel_server.storage.chdb_store import ChdbStore
 from pixel_server.writer import Writer
+from tests.conftest import run_async
 
 
 def rows(n: int, start: int = 0) -> list[dict[str, Any]]:
@@ -36,7 +37,7 @@ def test_group_commit_makes_many_requests_durable_with_few_fsyncs(tmp_path: Path
     async def main() -> None:
         await asyncio.gather(*(spool.append("events", rows(1, i)) for i in range(200)))
 
-    asyncio.run(main())
+    run_async(main())
     assert sum(groups) == 200
     assert len(groups) < 200 / 4, groups  # concurrent requests share fsyncs
     spool.rotate()
@@ -46,7 +47,7 @@ def test_group_commit_makes_many_requests_durable_with_few_fsyncs(tmp_path: Path
 
 def test_leftover_segments_are_sealed_and_counted_on_start(tmp_path: Path) -> None:
     first = Spool(tmp_path)
-    asyncio.run(first.append("events", rows(3)))
+    run_async(first.append("events", rows(3)))
     # no rotate, no close: as after SIGKILL
     second = Spool(tmp_path)
     assert second.rows_pending == 3
@@ -55,7 +56,7 @@ def test_leftover_segments_are_sealed_and_counted_on_start(tmp_path: Path) -> No
 
 def test_torn_last_line_is_skipped_and_the_rest_loads(tmp_path: Path) -> None:
     spool = Spool(tmp_path)
-    asyncio.run(spool.append("events", rows(2)))
+    run_async(spool.append("events", rows(2)))
     spool.rotate()
     [seg] = spool.sealed()
     with seg.path.open("ab") as fh:
@@ -66,7 +67,7 @@ def test_torn_last_line_is_skipped_and_the_rest_loads(tmp_path: Path) -> None:
 
 def test_failed_write_is_reported_and_cut_off(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     spool = Spool(tmp_path)
-    asyncio.run(spool.append("events", rows(1)))
+    run_async(spool.append("events", rows(1)))
     real_write = os.write
     calls = {"n": 0}
 
@@ -78,9 +79,9 @@ def test_failed_write_is_reported_and_cut_off(tmp_path: Path, monkeypatch: pytes
 
     monkeypatch.setattr(os, "write", half_then_fail)
     with pytest.raises(SpoolError, match="No space left"):
-        asyncio.run(spool.append("events", rows(1, 1)))
+        run_async(spool.append("events", rows(1, 1)))
     monkeypatch.setattr(os, "write", real_write)
-    asyncio.run(spool.append("events", rows(1, 2)))
+    run_async(spool.append("events", rows(1, 2)))
     spool.rotate()
     assert read_all(spool) == [0, 2]  # the failed group left no torn line behind
 
@@ -122,7 +123,7 @@ def test_concurrent_flushes_load_each_segment_once(tmp_path: Path) -> None:
             results = await asyncio.gather(task, writer.flush(), return_exceptions=True)
             return [r for r in results if isinstance(r, int)]
 
-        loaded = asyncio.run(main())
+        loaded = run_async(main())
         assert sum(loaded) <= 1
         assert store.query("SELECT count() AS n FROM ${db}.consent_log")[0]["n"] == 1
         assert spool.sealed() == [] and spool.rows_pending == 0
@@ -164,7 +165,7 @@ def test_store_outage_keeps_rows_spooled_until_it_answers(tmp_path: Path) -> Non
             down.clear()
             assert await writer.flush() == 1
 
-        asyncio.run(main())
+        run_async(main())
         assert store.query("SELECT count() AS n FROM ${db}.events")[0]["n"] == 1
         assert spool.rows_pending == 0 and writer.last_error is None
     finally:
