@@ -4,9 +4,10 @@ User-Agent parsing uses ``ua-parser`` with its Rust resolver (``ua-parser[regex]
 ~13 µs for a User-Agent not seen before against ~435 µs for ``user-agents``
 (MEASURED.md), the difference between ~13k and ~1.9k requests/s with a
 realistic spread of User-Agents. ua-parser has no device class or bot flag, so
-both are derived here: device family ``Spider`` or a crawler word marks a bot,
-and the device class follows the OS and the ``Mobi``/tablet markers (the rule
-MDN recommends for mobile detection).
+both are derived here from plain substring tests on the lower-cased string (a
+crawler word marks a bot; ``Mobi`` and tablet markers give the device class, the
+rule MDN recommends for mobile detection), which keeps a never-seen User-Agent
+near 12 µs in all.
 """
 
 from __future__ import annotations
@@ -20,16 +21,47 @@ import ua_parser.regex
 from ua_parser import Parser, load_lazy_builtins
 
 _PARSER = Parser(ua_parser.regex.Resolver(load_lazy_builtins()))
+_DOMAINS = ua_parser.Domain.USER_AGENT | ua_parser.Domain.OS  # the device domain costs ~8 µs more
 
-# Crawlers, monitors, link previews, scripted clients and headless browsers.
-_BOT_RE = re.compile(
-    r"bot\b|bot/|crawl|spider|slurp|headless|phantomjs|lighthouse|pingdom|uptime|monitor|preview|"
-    r"facebookexternalhit|embedly|python-|curl/|wget/|go-http-client|java/|okhttp|axios/|node-fetch|"
-    r"scrapy|httpclient|libwww|feedfetcher|mediapartners|adsbot",
-    re.IGNORECASE,
+# Crawlers, monitors, link previews, scripted clients and headless browsers, as
+# substrings of the lower-cased User-Agent: plain `in` tests are ~10x cheaper
+# than one case-insensitive regex alternation over the whole string.
+_BOT_WORDS = (
+    "crawl",
+    "spider",
+    "slurp",
+    "headless",
+    "phantomjs",
+    "lighthouse",
+    "pingdom",
+    "uptime",
+    "monitor",
+    "preview",
+    "facebookexternalhit",
+    "embedly",
+    "python-",
+    "python/",
+    "curl/",
+    "wget/",
+    "go-http-client",
+    "java/",
+    "okhttp",
+    "axios/",
+    "node-fetch",
+    "scrapy",
+    "httpclient",
+    "libwww",
+    "feedfetcher",
+    "mediapartners",
+    "adsbot",
+    "bingpreview",
+    "yandex",
+    "baidu",
+    "petalsearch",
 )
-_TABLET_RE = re.compile(r"ipad|tablet|kindle|silk/|playbook|(android(?!.*mobi))", re.IGNORECASE)
-_MOBILE_RE = re.compile(r"mobi|iphone|ipod|android|windows phone|blackberry|opera mini", re.IGNORECASE)
+_BOT_SUFFIX_RE = re.compile(r"bot\b")  # "Googlebot/2.1", "bingbot)", not the phone brand "Cubot"
+_TABLET_WORDS = ("ipad", "tablet", "kindle", "silk/", "playbook")
+_MOBILE_WORDS = ("mobi", "iphone", "ipod", "android", "windows phone", "blackberry", "opera mini")
 
 UTM_KEYS = ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content")
 # Ad-network click ids (query key, any case → canonical name), in order of preference.
@@ -53,26 +85,38 @@ class UserAgentInfo:
     is_bot: bool
 
 
+BOT = UserAgentInfo("", "", "", "", "bot", True)
+
+
+def is_bot(ua_lower: str) -> bool:
+    if not ua_lower:
+        return True
+    if "bot" in ua_lower and _BOT_SUFFIX_RE.search(ua_lower.replace("cubot", "")):
+        return True
+    return any(w in ua_lower for w in _BOT_WORDS)
+
+
+def device_class(ua_lower: str) -> str:
+    if any(w in ua_lower for w in _TABLET_WORDS) or ("android" in ua_lower and "mobi" not in ua_lower):
+        return "tablet"
+    if any(w in ua_lower for w in _MOBILE_WORDS):
+        return "mobile"
+    return "desktop"
+
+
 @lru_cache(maxsize=20_000)
 def parse_user_agent(ua: str) -> UserAgentInfo:
-    if not ua or _BOT_RE.search(ua):
-        return UserAgentInfo("", "", "", "", "bot", True)
-    result = _PARSER.parse(ua).with_defaults()
-    if result.device.family == "Spider":
-        return UserAgentInfo(result.user_agent.family, "", "", "", "bot", True)
-    if _TABLET_RE.search(ua):
-        device = "tablet"
-    elif _MOBILE_RE.search(ua):
-        device = "mobile"
-    else:
-        device = "desktop"
+    lower = ua.lower()
+    if is_bot(lower):
+        return BOT
+    result = _PARSER(ua, _DOMAINS)
     agent, os_ = result.user_agent, result.os
     return UserAgentInfo(
-        browser=agent.family,
-        browser_version=agent.major or "",
-        os=os_.family,
-        os_version=".".join(p for p in (os_.major, os_.minor) if p),
-        device=device,
+        browser=agent.family if agent else "Other",
+        browser_version=(agent.major or "") if agent else "",
+        os=os_.family if os_ else "Other",
+        os_version=".".join(p for p in (os_.major, os_.minor) if p) if os_ else "",
+        device=device_class(lower),
         is_bot=False,
     )
 
@@ -89,6 +133,8 @@ def parse_url(url: str) -> UrlInfo:
     parts = urlsplit(url)
     utm: dict[str, str] = {}
     click_ids: dict[str, str] = {}
+    if not parts.query:
+        return UrlInfo((parts.hostname or "").lower(), parts.path or "/", utm, click_ids)
     for key, value in parse_qsl(parts.query, keep_blank_values=False):
         lk = key.lower()
         if lk in UTM_KEYS and lk not in utm:

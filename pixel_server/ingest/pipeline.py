@@ -8,7 +8,7 @@ what is stored. A batch is all or nothing, and a 204 means it is on disk.
 
 from __future__ import annotations
 
-import datetime as dt
+import time
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -93,7 +93,7 @@ def drop_bot(state: State, batch: Batch) -> None:
 def put_rows(state: State, batch: Batch) -> None:
     ua = batch.ua
     assert ua is not None
-    now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+    now = round(time.time(), 3)  # DateTime64(3) takes epoch seconds as a JSON number
     for hit, visitor in zip(batch.hits, batch.visitors, strict=True):
         url = parse_url(hit.url)
         click_type = next(iter(url.click_ids), "")
@@ -183,7 +183,5 @@ def _field(batch: Batch, i: int, name: str) -> str:
     return f"events[{i}].{name}" if batch.is_array else name
 
 
-def _ms_to_ch(ms: int | None) -> str | None:
-    if ms is None:
-        return None
-    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+def _ms_to_ch(ms: int | None) -> float | None:
+    return None if ms is None else ms / 1000

@@ -25,6 +25,8 @@ MAX_PROPS = 20
 MAX_PROP_VALUE = 500
 MAX_ENGAGED_MS = 24 * 3600 * 1000
 MAX_ACTIVITY = 24 * 720  # 5-second windows in a day
+CLIENT_TS_MIN = 946_684_800_000  # 2000-01-01, epoch ms
+CLIENT_TS_MAX = 4_102_444_800_000  # 2100-01-01
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 ACCEPTED_TYPES = ("text/plain", "application/json")
@@ -146,7 +148,7 @@ def parse_event(ev: dict[str, Any], prefix: str) -> Hit:
     referrer = text("referrer", MAX_URL)
     client_ts = ev.get("client_ts")
     if client_ts is not None:
-        client_ts = integer("client_ts", 0, 32503680000000)
+        client_ts = integer("client_ts", CLIENT_TS_MIN, CLIENT_TS_MAX)
     token = ev.get("token")
     if token is not None and not isinstance(token, str):
         raise bad("token", "must be a string")
