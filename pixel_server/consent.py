@@ -113,7 +113,7 @@ async def post_consent(request: Request) -> Response:
                 DropReason.BAD_ORIGIN, 403, "origin", f"origin {origin!r} is not allowed for this site"
             )
     except Rejected as exc:
-        state.metrics.dropped.labels(exc.reason.value).inc()
+        state.metrics.drop(exc.reason)
         return json_response(exc.body(), exc.status, headers)
 
     if request.headers.get("sec-gpc") == "1":
@@ -141,7 +141,7 @@ async def post_consent(request: Request) -> Response:
     try:
         await state.spool.append("consent_log", [row])
     except SpoolError as exc:
-        state.metrics.dropped.labels(DropReason.UNAVAILABLE.value).inc()
+        state.metrics.drop(DropReason.UNAVAILABLE)
         return json_response({"error": "unavailable", "field": None, "detail": str(exc)}, 503, headers)
     state.metrics.consent_choices.labels(site.id, choice["action"]).inc()
 

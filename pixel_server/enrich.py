@@ -129,7 +129,9 @@ class UrlInfo:
     click_ids: dict[str, str]
 
 
+@lru_cache(maxsize=20_000)
 def parse_url(url: str) -> UrlInfo:
+    """Cached: page URLs repeat across visitors. The returned dicts are shared: read only."""
     parts = urlsplit(url)
     utm: dict[str, str] = {}
     click_ids: dict[str, str] = {}
@@ -144,6 +146,7 @@ def parse_url(url: str) -> UrlInfo:
     return UrlInfo((parts.hostname or "").lower(), parts.path or "/", utm, click_ids)
 
 
+@lru_cache(maxsize=20_000)
 def referrer_domain(referrer: str, own_host: str) -> str:
     """The referring host without ``www.``; empty for none or the page's own host."""
     if not referrer:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -26,8 +28,8 @@ class Metrics:
         self.dropped = Counter(
             "jobpixel_events_dropped", "Events (or requests) dropped, by reason", ["reason"], registry=r
         )
-        for reason in DropReason:
-            self.dropped.labels(reason.value)
+        self._dropped = {reason: self.dropped.labels(reason.value) for reason in DropReason}
+        self._accepted: dict[str, Any] = {}
         self.consent_choices = Counter(
             "jobpixel_consent_choices", "Consent choices logged", ["site", "action"], registry=r
         )
@@ -68,6 +70,15 @@ class Metrics:
         self.flush_failures = Counter(
             "jobpixel_flush_failures", "Failed inserts (rows stay spooled)", registry=r
         )
+
+    def drop(self, reason: DropReason, n: int = 1) -> None:
+        self._dropped[reason].inc(n)
+
+    def accept(self, site: str, n: int) -> None:
+        child = self._accepted.get(site)
+        if child is None:
+            child = self._accepted[site] = self.accepted.labels(site)
+        child.inc(n)
 
     def observe_commit(self, seconds: float, requests: int) -> None:
         self.spool_commit_seconds.observe(seconds)

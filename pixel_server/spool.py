@@ -12,17 +12,21 @@ win the GIL back from a busy loop (5 ms switch interval) after each syscall,
 which capped throughput near 2k requests/s at 64 connections. The syscalls
 release the GIL, so the writer thread's ClickHouse inserts go on meanwhile.
 
-Segments are ``NNNNNNNNNNNN.jsonl`` files of lines ``{"t": table, "r": [rows]}``.
-The loader (:mod:`pixel_server.writer`) seals the open segment, inserts sealed
-ones into ClickHouse and deletes a segment only after its insert succeeded.
-On start every segment left behind is sealed and loaded. A torn last line
-(a crash mid-write) was never acknowledged and is skipped.
+A segment is numbered; it holds one file per table, ``NNNNNNNNNNNN.<table>.jsonl``,
+of JSONEachRow lines, exactly the bytes ClickHouse is sent: the loader
+(:mod:`pixel_server.writer`) never parses a row in Python, which would hold the
+GIL the requests need. It seals the open segment, inserts sealed ones and
+deletes a segment only after every table's insert succeeded. On start every
+segment left behind is sealed and loaded. A torn last line (a crash mid-write)
+was never acknowledged and is cut off; a failed write is truncated away at once,
+so no torn line can sit in the middle of a file.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -33,6 +37,7 @@ from typing import Any
 import orjson
 
 SEGMENT_SUFFIX = ".jsonl"
+_NAME_RE = re.compile(r"^(\d{12})\.([a-z_]+)\.jsonl$")
 
 
 class SpoolError(OSError):
@@ -41,29 +46,34 @@ class SpoolError(OSError):
 
 @dataclass
 class Segment:
-    path: Path
     seq: int
+    files: dict[str, Path]  # table -> file
 
-    def read(self) -> tuple[dict[str, list[dict[str, Any]]], int]:
-        """Rows per table, and the number of lines that could not be read (torn writes)."""
-        tables: dict[str, list[dict[str, Any]]] = {}
-        bad = 0
-        with self.path.open("rb") as fh:
-            for line in fh:
-                if not line.endswith(b"\n"):
-                    bad += 1  # torn final write: never acknowledged
-                    continue
-                try:
-                    rec = orjson.loads(line)
-                    tables.setdefault(str(rec["t"]), []).extend(rec["r"])
-                except (orjson.JSONDecodeError, KeyError, TypeError):
-                    bad += 1
-        return tables, bad
+    def read(self) -> tuple[dict[str, bytes], int]:
+        """Complete JSONEachRow lines per table, and how many torn final lines were cut off."""
+        out: dict[str, bytes] = {}
+        torn = 0
+        for table, path in self.files.items():
+            data = path.read_bytes()
+            end = data.rfind(b"\n") + 1
+            if end < len(data):
+                torn += 1  # a crash in the middle of the last write: never acknowledged
+            if end:
+                out[table] = data[:end]
+        return out, torn
+
+    @property
+    def size(self) -> int:
+        return sum(p.stat().st_size for p in self.files.values() if p.exists())
+
+
+def count_rows(tables: Mapping[str, bytes]) -> int:
+    return sum(data.count(b"\n") for data in tables.values())
 
 
 @dataclass
 class _Pending:
-    lines: list[bytes] = field(default_factory=list)
+    data: dict[str, list[bytes]] = field(default_factory=dict)
     futures: list[asyncio.Future[None]] = field(default_factory=list)
     rows: int = 0
 
@@ -80,22 +90,22 @@ class Spool:
         self._fsync = fsync
         self._on_commit = on_commit
         self._lock = threading.Lock()  # guards the open segment against rotate()
-        existing = self._segment_seqs()
+        existing = self._segments()
         self._seq = (max(existing) + 1) if existing else 1  # everything older is sealed
-        self._fd: int | None = None
-        self._size = 0
+        self._fds: dict[str, tuple[int, int]] = {}  # table -> (fd, size) of the open segment
         self._pending = _Pending()
         self._commit_task: asyncio.Task[None] | None = None
-        self.rows_pending = sum(self._count_rows(s) for s in self.sealed())
-        self.bytes_pending = sum(s.path.stat().st_size for s in self.sealed())
+        sealed = self.sealed()
+        self.rows_pending = sum(count_rows(seg.read()[0]) for seg in sealed)
+        self.bytes_pending = sum(seg.size for seg in sealed)
 
     # -- request side -------------------------------------------------------
 
     async def append(self, table: str, rows: Sequence[Mapping[str, Any]]) -> None:
         """Return once ``rows`` are on disk; raise :class:`SpoolError` if they cannot be."""
-        line = orjson.dumps({"t": table, "r": rows}) + b"\n"
+        lines = b"".join(orjson.dumps(r, option=orjson.OPT_APPEND_NEWLINE) for r in rows)
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.lines.append(line)
+        self._pending.data.setdefault(table, []).append(lines)
         self._pending.futures.append(fut)
         self._pending.rows += len(rows)
         if self._commit_task is None or self._commit_task.done():
@@ -104,9 +114,9 @@ class Spool:
 
     async def _commit_loop(self) -> None:
         await asyncio.sleep(0)  # let this loop iteration's other requests join the group
-        while self._pending.lines:
+        while self._pending.futures:
             group, self._pending = self._pending, _Pending()
-            data = b"".join(group.lines)
+            data = {table: b"".join(chunks) for table, chunks in group.data.items()}
             started = time.perf_counter()
             try:
                 self._write(data)
@@ -117,76 +127,83 @@ class Spool:
                         fut.set_exception(err)
                 continue
             self.rows_pending += group.rows
-            self.bytes_pending += len(data)
+            self.bytes_pending += sum(len(d) for d in data.values())
             if self._on_commit is not None:
                 self._on_commit(time.perf_counter() - started, len(group.futures))
             for fut in group.futures:
                 if not fut.done():
                     fut.set_result(None)
 
-    def _write(self, data: bytes) -> None:
+    def _write(self, data: Mapping[str, bytes]) -> None:
+        """Write every table's lines, then make them durable; on failure leave no partial line."""
         with self._lock:
-            if self._fd is None:
-                path = self._path(self._seq)
-                self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
-                self._size = os.fstat(self._fd).st_size
-                _fsync_dir(self.dir)  # the new file's name must survive a crash too
+            written: list[tuple[str, int, int]] = []
             try:
-                view = memoryview(data)
-                while view:
-                    n = os.write(self._fd, view)
-                    view = view[n:]
+                for table, chunk in data.items():
+                    fd, size = self._open(table)
+                    written.append((table, fd, size))
+                    view = memoryview(chunk)
+                    while view:
+                        n = os.write(fd, view)
+                        view = view[n:]
                 if self._fsync:
-                    os.fdatasync(self._fd)
+                    for _, fd, _ in written:
+                        os.fdatasync(fd)
             except OSError:
-                # Cut a partial write off so the next group starts on a clean line.
-                os.ftruncate(self._fd, self._size)
+                for table, fd, size in written:
+                    os.ftruncate(fd, size)  # cut the group off: the next one starts on a clean line
+                    self._fds[table] = (fd, size)
                 raise
-            self._size += len(data)
+            for table, fd, size in written:
+                self._fds[table] = (fd, size + len(data[table]))
+
+    def _open(self, table: str) -> tuple[int, int]:
+        if table not in self._fds:
+            fd = os.open(self._path(self._seq, table), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
+            self._fds[table] = (fd, os.fstat(fd).st_size)
+            _fsync_dir(self.dir)  # the new file's name must survive a crash too
+        return self._fds[table]
 
     # -- loader side --------------------------------------------------------
 
     def rotate(self) -> None:
         """Seal the open segment (if it holds anything) so the loader may take it."""
         with self._lock:
-            if self._fd is not None:
-                os.close(self._fd)
-                self._fd = None
+            if self._fds:
+                for fd, _ in self._fds.values():
+                    os.close(fd)
+                self._fds = {}
                 self._seq += 1
-                self._size = 0
 
     def sealed(self) -> list[Segment]:
         with self._lock:
             current = self._seq
-        return [Segment(self._path(s), s) for s in self._segment_seqs() if s < current]
+        return [Segment(seq, files) for seq, files in sorted(self._segments().items()) if seq < current]
 
     def remove(self, segment: Segment, rows: int) -> None:
-        size = segment.path.stat().st_size
-        segment.path.unlink()
+        size = segment.size
+        for path in segment.files.values():
+            path.unlink(missing_ok=True)
         _fsync_dir(self.dir)
         self.rows_pending = max(0, self.rows_pending - rows)
         self.bytes_pending = max(0, self.bytes_pending - size)
 
     def close(self) -> None:
         with self._lock:
-            if self._fd is not None:
-                os.close(self._fd)
-                self._fd = None
+            for fd, _ in self._fds.values():
+                os.close(fd)
+            self._fds = {}
 
-    def _path(self, seq: int) -> Path:
-        return self.dir / f"{seq:012d}{SEGMENT_SUFFIX}"
+    def _path(self, seq: int, table: str) -> Path:
+        return self.dir / f"{seq:012d}.{table}{SEGMENT_SUFFIX}"
 
-    def _segment_seqs(self) -> list[int]:
-        out = []
-        for p in self.dir.glob(f"*{SEGMENT_SUFFIX}"):
-            if p.stem.isdigit():
-                out.append(int(p.stem))
-        return sorted(out)
-
-    @staticmethod
-    def _count_rows(segment: Segment) -> int:
-        tables, _ = segment.read()
-        return sum(len(r) for r in tables.values())
+    def _segments(self) -> dict[int, dict[str, Path]]:
+        out: dict[int, dict[str, Path]] = {}
+        for p in self.dir.iterdir():
+            m = _NAME_RE.match(p.name)
+            if m:
+                out.setdefault(int(m.group(1)), {})[m.group(2)] = p
+        return out
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -16,7 +16,7 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
-from pixel_server.spool import Segment, Spool
+from pixel_server.spool import Segment, Spool, count_rows
 from pixel_server.storage import Store, StoreError
 
 if TYPE_CHECKING:
@@ -92,11 +92,11 @@ class Writer:
 
     def _load(self, segment: Segment) -> int:
         tables, bad = segment.read()
-        rows = sum(len(r) for r in tables.values())
+        rows = count_rows(tables)
         started = time.perf_counter()
         try:
-            for table, table_rows in tables.items():
-                self.store.insert(table, table_rows)
+            for table, data in tables.items():
+                self.store.insert_jsonl(table, data)
         except StoreError as exc:
             self.last_error = str(exc)
             self.metrics.flush_failures.inc()
@@ -124,8 +124,11 @@ class Writer:
         target = self.spool.dir / "quarantine"
         target.mkdir(exist_ok=True)
         tables, _ = segment.read()
-        segment.path.rename(target / segment.path.name)
-        self.spool.rows_pending = max(0, self.spool.rows_pending - sum(len(r) for r in tables.values()))
+        size = segment.size
+        for path in segment.files.values():
+            path.rename(target / path.name)
+        self.spool.rows_pending = max(0, self.spool.rows_pending - count_rows(tables))
+        self.spool.bytes_pending = max(0, self.spool.bytes_pending - size)
         self.metrics.spool_quarantined.inc()
-        log.error("writer: segment %s refused %d times (%s); moved to %s", segment.path.name, n, exc, target)
+        log.error("writer: segment %d refused %d times (%s); moved to %s", segment.seq, n, exc, target)
         self._failures.pop(segment.seq, None)

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from pixel_server.metrics import Metrics
@@ -22,11 +23,11 @@ def rows(n: int, start: int = 0) -> list[dict[str, Any]]:
     return [{"i": start + k} for k in range(n)]
 
 
-def read_all(spool: Spool) -> list[int]:
+def read_all(spool: Spool, table: str = "events") -> list[int]:
     out = []
     for seg in spool.sealed():
         tables, _ = seg.read()
-        out += [r["i"] for r in tables.get("events", [])]
+        out += [orjson.loads(line)["i"] for line in tables.get(table, b"").splitlines()]
     return out
 
 
@@ -45,6 +46,19 @@ def test_group_commit_makes_many_requests_durable_with_few_fsyncs(tmp_path: Path
     assert spool.rows_pending == 200
 
 
+def test_tables_go_to_their_own_files_in_one_commit(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+
+    async def main() -> None:
+        await asyncio.gather(spool.append("events", rows(2)), spool.append("consent_log", rows(1, 7)))
+
+    run_async(main())
+    spool.rotate()
+    [seg] = spool.sealed()
+    assert set(seg.files) == {"events", "consent_log"}
+    assert read_all(spool) == [0, 1] and read_all(spool, "consent_log") == [7]
+
+
 def test_leftover_segments_are_sealed_and_counted_on_start(tmp_path: Path) -> None:
     first = Spool(tmp_path)
     run_async(first.append("events", rows(3)))
@@ -59,10 +73,11 @@ def test_torn_last_line_is_skipped_and_the_rest_loads(tmp_path: Path) -> None:
     run_async(spool.append("events", rows(2)))
     spool.rotate()
     [seg] = spool.sealed()
-    with seg.path.open("ab") as fh:
-        fh.write(b'{"t":"events","r":[{"i":99')  # a crash in the middle of a write
-    tables, bad = seg.read()
-    assert [r["i"] for r in tables["events"]] == [0, 1] and bad == 1
+    with seg.files["events"].open("ab") as fh:
+        fh.write(b'{"i":99')  # a crash in the middle of a write
+    tables, torn = seg.read()
+    assert tables["events"] == b'{"i":0}\n{"i":1}\n' and torn == 1
+    assert Spool(tmp_path).rows_pending == 2
 
 
 def test_failed_write_is_reported_and_cut_off(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -87,9 +102,9 @@ def test_failed_write_is_reported_and_cut_off(tmp_path: Path, monkeypatch: pytes
 
 
 class SlowStore(ChdbStore):
-    def insert(self, table: str, rows: Any) -> None:
+    def insert_jsonl(self, table: str, data: bytes) -> None:
         time.sleep(0.2)
-        super().insert(table, rows)
+        super().insert_jsonl(table, data)
 
 
 def test_concurrent_flushes_load_each_segment_once(tmp_path: Path) -> None:
@@ -139,16 +154,16 @@ def test_store_outage_keeps_rows_spooled_until_it_answers(tmp_path: Path) -> Non
         writer = Writer(spool, store, Metrics(), interval_s=60, max_rows=10**6)
         down = threading.Event()
         down.set()
-        real_insert = store.insert
+        real_insert = store.insert_jsonl
 
-        def flaky(table: str, rows_: Any) -> None:
+        def flaky(table: str, data: bytes) -> None:
             if down.is_set():
                 from pixel_server.storage import StoreError
 
                 raise StoreError("connection refused")
-            real_insert(table, rows_)
+            real_insert(table, data)
 
-        store.insert = flaky  # type: ignore[method-assign]
+        store.insert_jsonl = flaky  # type: ignore[method-assign]
         row = {
             "event_id": "7f1c2b8e-1111-4a4a-9b9b-123456789abc",
             "site_id": "s",

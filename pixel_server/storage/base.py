@@ -41,6 +41,10 @@ class Store(Protocol):
         """Insert rows (JSON-ready dicts) into an allow-listed table."""
         ...
 
+    def insert_jsonl(self, table: str, data: bytes) -> None:
+        """Insert JSONEachRow bytes as they are (the spool's segments) into an allow-listed table."""
+        ...
+
     def query(self, sql: str, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
         """Run a read; ``${db}`` in ``sql`` is the configured database."""
         ...

@@ -63,10 +63,13 @@ class ChdbStore:
         return run_migrations(self)
 
     def insert(self, table: str, rows: Sequence[Mapping[str, Any]]) -> None:
-        if not rows:
+        if rows:
+            self.insert_jsonl(table, rows_to_jsonl(rows))
+
+    def insert_jsonl(self, table: str, data: bytes) -> None:
+        if not data:
             return
         sql = f"INSERT INTO {self.database}.{check_table(table)}"
-        data = rows_to_jsonl(rows)
         with self._writer.lock:
             try:
                 with self._writer.conn.send_insert(sql, "JSONEachRow") as ins:

@@ -45,11 +45,15 @@ class ClickHouseStore:
         return run_migrations(self, self.cluster)
 
     def insert(self, table: str, rows: Sequence[Mapping[str, Any]]) -> None:
-        if not rows:
+        if rows:
+            self.insert_jsonl(table, rows_to_jsonl(rows))
+
+    def insert_jsonl(self, table: str, data: bytes) -> None:
+        if not data:
             return
         try:
             self._client.raw_insert(
-                f"{self.database}.{check_table(table)}", insert_block=rows_to_jsonl(rows), fmt="JSONEachRow"
+                f"{self.database}.{check_table(table)}", insert_block=data, fmt="JSONEachRow"
             )
         except Exception as exc:
             raise StoreError(f"insert into {table} failed: {exc}") from exc
