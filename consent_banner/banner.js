@@ -344,8 +344,10 @@
       c = null;
     }
     S.consent = c;
-    if (c) {
-      apply(!!c.s, !!c.m && !S.gpc);
+    if (c && c.m && S.gpc) {
+      choose(!!c.s, false, 'custom', 1); // GPC now on: withdraw marketing
+    } else if (c) {
+      apply(!!c.s, !!c.m);
       close();
     } else {
       showFirst();

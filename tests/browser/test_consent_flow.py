@@ -296,3 +296,22 @@ def test_gpc_keeps_marketing_off_and_says_why(
     page.reload()
     page.wait_for_load_state("networkidle")
     assert third_party.requests == []
+
+
+def test_gpc_turned_on_after_marketing_consent_withdraws_it(
+    page: Page, context: BrowserContext, pixel_server: LiveServer, third_party: ThirdParty
+) -> None:
+    context.add_cookies(pixel_server.grant(statistics=True, marketing=True, site="shop"))
+    context.add_init_script(GPC_ON)
+    page.goto(pixel_server.origin_page_url(SHOP))
+    got = rows(page, pixel_server, 2)
+    assert [(r["action"], r["gpc"], r["granted"]) for r in got][-1] == (
+        "withdraw",
+        1,
+        ["necessary", "statistics"],
+    )
+    page.wait_for_load_state("networkidle")
+    c = consent_cookie(context)
+    assert (c["s"], c["m"], c["gpc"]) == (1, 0, 1)
+    assert third_party.requests == []
+    expect(page.locator("dialog")).to_have_count(0)
