@@ -162,7 +162,7 @@ _SPECS: tuple[ChannelSpec, ...] = (
             "linkedin.com."
         ),
         cookies=(ChannelCookie("li_fat_id", 30),),
-        cookie_prefixes=("li_", "_guid"),
+        cookie_prefixes=("li_",),
         tag_kind="linkedin",
         tag_src="https://snap.licdn.com/li.lms-analytics/insight.min.js",
         hosts=("snap.licdn.com", "px.ads.linkedin.com", "www.linkedin.com"),
@@ -179,7 +179,7 @@ _SPECS: tuple[ChannelSpec, ...] = (
         ),
         purpose_en="The Snap pixel records the visit and apply clicks to measure and target ads on Snapchat.",
         cookies=(ChannelCookie("_scid", 395), ChannelCookie("_scid_r", 395)),
-        cookie_prefixes=("_scid", "_sctr", "_schn"),
+        cookie_prefixes=("_scid", "_sctr"),
         tag_kind="snapchat",
         tag_src="https://sc-static.net/scevent.min.js",
         hosts=("sc-static.net", "tr.snapchat.com"),
