@@ -79,6 +79,10 @@ def serve(s: Settings, host: str | None, port: int | None, demo: bool = False) -
     from pixel_server.app import create_app
 
     setup_logging(s.log_level)
+    # The spool's sync thread needs the GIL for a moment after each fdatasync; with the
+    # default 5 ms switch interval a busy event loop makes every acknowledgement wait that
+    # long, and at a fixed number of connections latency is throughput (bench/README.md).
+    sys.setswitchinterval(0.001)
     if s.storage_backend == "chdb":
         _hold_data_lock(s)
     app = create_app(s, demo=demo)
