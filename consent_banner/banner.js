@@ -211,7 +211,7 @@
 
   /** Stale revision: log `expired` and hold nothing granted (logged once). */
   const expire = (old) => {
-    post(logBody(old, 'expired', 1));
+    post(logBody(old, 'expired', 0));
     writeConsent(S.stored = {...old, s: 0, m: 0});
     deleteCookie(VID);
     stopChannels();

@@ -72,8 +72,10 @@ def parse_choice(doc: object) -> dict[str, Any]:
     if not isinstance(gpc, bool):
         raise _bad("gpc", "must be true or false")
     layer = doc.get("layer", 1)
-    if layer not in (1, 2):
-        raise _bad("layer", "must be 1 or 2")
+    if layer not in (0, 1, 2) or isinstance(layer, bool):
+        raise _bad("layer", "must be 0 (no layer: expired), 1 or 2")
+    if (layer == 0) != (action == "expired"):
+        raise _bad("layer", "layer 0 goes with action 'expired' only, and 'expired' with layer 0")
     token = doc.get("token")
     if token is not None and not isinstance(token, str):
         raise _bad("token", "must be a string")

@@ -58,3 +58,34 @@ def test_health_ready_metrics(pixel_server: LiveServer) -> None:
         "jobpixel_spool_commit_seconds",
     ):
         assert name in metrics
+
+
+def test_comment_only_lines_are_stripped_and_code_kept() -> None:
+    from pixel_server.assets import strip_comment_lines
+
+    src = b"""/**
+ * JSDoc
+ * @param {string} a
+ */
+const a = '// not a comment'; // trailing comment stays
+  // a whole-line comment
+/* one-line block */
+const b = "/* nor this */";
+
+function f() { return a + b; }
+"""
+    out = strip_comment_lines(src).decode()
+    assert out == (
+        "const a = '// not a comment'; // trailing comment stays\n"
+        'const b = "/* nor this */";\n'
+        "function f() { return a + b; }\n"
+    )
+
+
+def test_served_scripts_are_the_sources_without_comment_lines(pixel_server: LiveServer) -> None:
+    from pixel_server.assets import PIXEL_PATH
+
+    served = httpx.get(pixel_server.url + "/p.js").text
+    assert "/**" not in served and len(served) < len(PIXEL_PATH.read_text())
+    code = [ln for ln in PIXEL_PATH.read_text().splitlines() if ln.strip() and not ln.strip().startswith(("/*", "*", "//"))]
+    assert served.splitlines() == code

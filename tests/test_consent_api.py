@@ -103,6 +103,8 @@ def test_gpc_keeps_marketing_off(pixel_server: LiveServer, how: str) -> None:
         ({"lang": "de"}, "lang"),
         ({"gpc": "1"}, "gpc"),
         ({"layer": 3}, "layer"),
+        ({"layer": 0}, "layer"),
+        ({"action": "expired", "layer": 1}, "layer"),
         ({"site": ""}, "site"),
     ],
 )

@@ -9,7 +9,6 @@ talk to an older server.
 from __future__ import annotations
 
 import re
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +28,7 @@ CLIENT_TS_MIN = 946_684_800_000  # 2000-01-01, epoch ms
 CLIENT_TS_MAX = 4_102_444_800_000  # 2100-01-01
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+_UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\Z")
 ACCEPTED_TYPES = ("text/plain", "application/json")
 
 
@@ -133,10 +133,9 @@ def parse_event(ev: dict[str, Any], prefix: str) -> Hit:
             if required:
                 raise bad(field, "required")
             return None
-        try:
-            return str(uuid.UUID(str(value)))
-        except ValueError:
-            raise bad(field, "must be a UUID") from None
+        if not isinstance(value, str) or not _UUID_RE.match(value):
+            raise bad(field, "must be a UUID like 7f1c2b8e-1111-4a4a-9b9b-123456789abc")
+        return value.lower()
 
     site = text("site", 64, required=True)
     name = text("name", MAX_NAME, required=True)
