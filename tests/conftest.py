@@ -207,13 +207,21 @@ class LiveServer:
     def consent_rows(self, **where: Any) -> list[dict[str, Any]]:
         return self._select("consent_log", where)
 
-    def wait_for_events(self, n: int, timeout: float = 10.0, **where: Any) -> list[dict[str, Any]]:
+    def wait_for_events(
+        self, n: int, timeout: float = 10.0, page: Any = None, **where: Any
+    ) -> list[dict[str, Any]]:
+        """Poll until ``n`` events match. Pass the Playwright ``page`` when a test routes requests:
+        Playwright's sync API runs route handlers only while the test is inside a Playwright call,
+        so a ``time.sleep`` here would hold the page's requests."""
         deadline = time.monotonic() + timeout
         while True:
             rows = self.events(**where)
             if len(rows) >= n or time.monotonic() > deadline:
                 return rows
-            time.sleep(0.1)
+            if page is not None:
+                page.wait_for_timeout(100)
+            else:
+                time.sleep(0.1)
 
     def consent(
         self, site: str = "test", statistics: bool = True, marketing: bool = False, **extra: Any

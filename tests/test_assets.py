@@ -87,5 +87,9 @@ def test_served_scripts_are_the_sources_without_comment_lines(pixel_server: Live
 
     served = httpx.get(pixel_server.url + "/p.js").text
     assert "/**" not in served and len(served) < len(PIXEL_PATH.read_text())
-    code = [ln for ln in PIXEL_PATH.read_text().splitlines() if ln.strip() and not ln.strip().startswith(("/*", "*", "//"))]
+    code = [
+        ln
+        for ln in PIXEL_PATH.read_text().splitlines()
+        if ln.strip() and not ln.strip().startswith(("/*", "*", "//"))
+    ]
     assert served.splitlines() == code

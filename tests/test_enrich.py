@@ -20,8 +20,7 @@ UA = {
     "Chrome/130.0 Safari/537.36",
     "cubot_phone": "Mozilla/5.0 (Linux; Android 13; CUBOT X30) AppleWebKit/537.36 (KHTML, like Gecko) "
     "Chrome/120.0 Mobile Safari/537.36",
-    "mac_firefox": "Mozilla/5.0 (Macintosh; Intel Mac OS X 14.1; rv:132.0) Gecko/20100101 "
-    "Firefox/132.0",
+    "mac_firefox": "Mozilla/5.0 (Macintosh; Intel Mac OS X 14.1; rv:132.0) Gecko/20100101 Firefox/132.0",
 }
 
 
@@ -63,7 +62,9 @@ def test_bots(ua: str) -> None:
 
 
 def test_url_utm_and_click_ids() -> None:
-    info = parse_url("https://jobs.example.no/jobb/1?utm_source=finn&UTM_MEDIUM=cpc&sccid=S1&fbclid=F1&gclid=G1")
+    info = parse_url(
+        "https://jobs.example.no/jobb/1?utm_source=finn&UTM_MEDIUM=cpc&sccid=S1&fbclid=F1&gclid=G1"
+    )
     assert info.hostname == "jobs.example.no" and info.path == "/jobb/1"
     assert info.utm == {"utm_source": "finn", "utm_medium": "cpc"}
     assert list(info.click_ids) == ["ScCid", "fbclid", "gclid"]

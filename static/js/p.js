@@ -56,6 +56,6 @@ t.closest(SET)?(e.preventDefault(),show(1)):(t.closest(APPLY)||a&&cfg.ats_hosts.
 ['pushState','replaceState'].map(k=>{var f=H[k];H[k]=function(){try{return f.apply(this,arguments)}finally{safe(nav)()}}});
 fetch(src+'/s/'+ds.site+'.json').then(r=>r.json()).then(c=>{
 var k=cookie();cfg=w.__jpcfg=c;w.__jpsrc=src;
-if(!k||k.rev!=c.revision||k.m||w.__jpopen)show();
+if(!k||k.rev!=c.revision||k.m||c.float_button||w.__jpopen)show();
 page();q.map(a=>w.jobpixel(...a))}).catch(safe)
 }catch(e){}}(window,document,history,location,Math);

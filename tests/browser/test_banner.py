@@ -254,3 +254,23 @@ def test_declarative_gating_waits_for_its_category(
     assert page.evaluate("window.gatedStatistics") is True
     assert "https://gated.example.test/tag.js" not in third_party.requests
     expect(page.locator('script[type="text/plain"][data-jobpixel-category="marketing"]')).to_have_count(1)
+
+
+@pytest.mark.parametrize(("path", "visible"), [(SHOP, True), (TEST, False)])
+def test_float_button_on_later_pages_after_a_rejection(
+    page: Page, pixel_server: LiveServer, third_party: ThirdParty, path: str, visible: bool
+) -> None:
+    """Reopening stays one click away on every page of a site that turned the button on."""
+    open_page(page, pixel_server, path)
+    choose(page, "Avvis alle")
+    page.goto(pixel_server.origin_page_url(path.replace("4711", "4712")))
+    page.wait_for_load_state("networkidle")
+    expect(page.locator(LAYER1)).to_have_count(0)  # the choice holds: no banner
+    float_button = page.get_by_role("button", name="Personvernvalg")
+    if visible:
+        expect(float_button).to_be_visible()
+        float_button.click()
+        expect(page.get_by_role("switch", name="Statistikk")).not_to_be_checked()
+    else:
+        expect(float_button).to_have_count(0)
+    assert third_party.requests == []
