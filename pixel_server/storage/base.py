@@ -60,6 +60,23 @@ class Store(Protocol):
     def close(self) -> None: ...
 
 
+class StoreBase:
+    """What both backends share; each implements ``insert_jsonl``, ``query``, ``execute``."""
+
+    database: str
+    cluster: str | None = None
+
+    def insert_jsonl(self, table: str, data: bytes) -> None:
+        raise NotImplementedError
+
+    def insert(self, table: str, rows: Sequence[Mapping[str, Any]]) -> None:
+        if rows:
+            self.insert_jsonl(table, rows_to_jsonl(rows))
+
+    def migrate(self) -> list[str]:
+        return run_migrations(self, self.cluster)  # type: ignore[arg-type]
+
+
 @dataclass(frozen=True)
 class Migration:
     version: int

@@ -8,7 +8,7 @@ connection serialises, so the writer and the readers each get their own.
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,12 +16,11 @@ import chdb
 
 from pixel_server.storage.base import (
     READ_SETTINGS,
+    StoreBase,
     StoreError,
     StoreLockedError,
     check_table,
     parse_jsonl,
-    rows_to_jsonl,
-    run_migrations,
 )
 
 if TYPE_CHECKING:
@@ -38,7 +37,7 @@ class _Conn:
             self.conn.query(f"SET {key} = '{value}'" if isinstance(value, str) else f"SET {key} = {value}")
 
 
-class ChdbStore:
+class ChdbStore(StoreBase):
     def __init__(self, path: Path, database: str = "jobpixel") -> None:
         self.path = path
         self.database = database
@@ -58,13 +57,6 @@ class ChdbStore:
     @classmethod
     def from_settings(cls, settings: Settings) -> ChdbStore:
         return cls(settings.resolved_chdb_path, settings.database)
-
-    def migrate(self) -> list[str]:
-        return run_migrations(self)
-
-    def insert(self, table: str, rows: Sequence[Mapping[str, Any]]) -> None:
-        if rows:
-            self.insert_jsonl(table, rows_to_jsonl(rows))
 
     def insert_jsonl(self, table: str, data: bytes) -> None:
         if not data:

@@ -7,25 +7,24 @@ inserts and reads go to the Distributed tables.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import clickhouse_connect
 
 from pixel_server.storage.base import (
     READ_SETTINGS,
+    StoreBase,
     StoreError,
     check_table,
     parse_jsonl,
-    rows_to_jsonl,
-    run_migrations,
 )
 
 if TYPE_CHECKING:
     from pixel_server.settings import Settings
 
 
-class ClickHouseStore:
+class ClickHouseStore(StoreBase):
     def __init__(self, url: str, database: str = "jobpixel", cluster: str | None = None) -> None:
         self.database = database
         self.cluster = cluster
@@ -40,13 +39,6 @@ class ClickHouseStore:
     def from_settings(cls, settings: Settings) -> ClickHouseStore:
         assert settings.clickhouse_url is not None
         return cls(settings.clickhouse_url, settings.database, settings.cluster)
-
-    def migrate(self) -> list[str]:
-        return run_migrations(self, self.cluster)
-
-    def insert(self, table: str, rows: Sequence[Mapping[str, Any]]) -> None:
-        if rows:
-            self.insert_jsonl(table, rows_to_jsonl(rows))
 
     def insert_jsonl(self, table: str, data: bytes) -> None:
         if not data:
