@@ -115,6 +115,7 @@ class Spool:
         self._closing = False
         self._syncer: threading.Thread | None = None
         sealed = self.sealed()
+        self._count_lock = threading.Lock()  # the loop thread adds, the writer thread subtracts
         self.rows_pending = sum(count_rows(seg.read()[0]) for seg in sealed)
         self.bytes_pending = sum(seg.size for seg in sealed)
 
@@ -222,8 +223,7 @@ class Spool:
 
     def _done(self, written: _Written, error: SpoolError | None) -> None:
         if error is None:
-            self.rows_pending += written.rows
-            self.bytes_pending += written.nbytes
+            self.account(written.rows, written.nbytes)
             if self._on_commit is not None:
                 self._on_commit(time.perf_counter() - written.started, len(written.futures))
         for fut in written.futures:
@@ -266,8 +266,13 @@ class Spool:
         for path in segment.files.values():
             path.unlink(missing_ok=True)
         _fsync_dir(self.dir)
-        self.rows_pending = max(0, self.rows_pending - rows)
-        self.bytes_pending = max(0, self.bytes_pending - size)
+        self.account(-rows, -size)
+
+    def account(self, rows: int, nbytes: int) -> None:
+        """Adjust the depth counters (from either thread)."""
+        with self._count_lock:
+            self.rows_pending = max(0, self.rows_pending + rows)
+            self.bytes_pending = max(0, self.bytes_pending + nbytes)
 
     def close(self) -> None:
         """Sync and close everything; groups still waiting are made durable first."""

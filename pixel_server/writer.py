@@ -127,8 +127,7 @@ class Writer:
         size = segment.size
         for path in segment.files.values():
             path.rename(target / path.name)
-        self.spool.rows_pending = max(0, self.spool.rows_pending - count_rows(tables))
-        self.spool.bytes_pending = max(0, self.spool.bytes_pending - size)
+        self.spool.account(-count_rows(tables), -size)
         self.metrics.spool_quarantined.inc()
         log.error("writer: segment %d refused %d times (%s); moved to %s", segment.seq, n, exc, target)
         self._failures.pop(segment.seq, None)
