@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import lru_cache
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import ua_parser.regex
 from ua_parser import Parser, load_lazy_builtins
@@ -144,6 +144,18 @@ def parse_url(url: str) -> UrlInfo:
         elif lk in CLICK_ID_KEYS:
             click_ids.setdefault(CLICK_ID_KEYS[lk], value[:500])
     return UrlInfo((parts.hostname or "").lower(), parts.path or "/", utm, click_ids)
+
+
+@lru_cache(maxsize=20_000)
+def without_click_ids(url: str) -> str:
+    """The URL without ad-network click-id parameters (kept only with marketing consent)."""
+    parts = urlsplit(url)
+    if not parts.query:
+        return url
+    kept = [
+        (k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k.lower() not in CLICK_ID_KEYS
+    ]
+    return urlunsplit(parts._replace(query=urlencode(kept)))
 
 
 @lru_cache(maxsize=20_000)

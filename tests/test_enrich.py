@@ -72,6 +72,21 @@ def test_url_utm_and_click_ids() -> None:
 
 
 @pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("https://x.no/jobb/1?utm_source=finn&gclid=G1&a=1", "https://x.no/jobb/1?utm_source=finn&a=1"),
+        ("https://x.no/jobb/1?FBCLID=F&ScCid=S&li_fat_id=L&wbraid=W&gbraid=B", "https://x.no/jobb/1"),
+        ("https://x.no/jobb/1?a=1#frag", "https://x.no/jobb/1?a=1#frag"),
+        ("https://x.no/jobb/1", "https://x.no/jobb/1"),
+    ],
+)
+def test_without_click_ids(url: str, expected: str) -> None:
+    from pixel_server.enrich import without_click_ids
+
+    assert without_click_ids(url) == expected
+
+
+@pytest.mark.parametrize(
     ("ref", "own", "expected"),
     [
         ("https://www.finn.no/job/1", "jobs.example.no", "finn.no"),

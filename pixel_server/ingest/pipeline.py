@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from pixel_server.enrich import UserAgentInfo, parse_url, parse_user_agent, referrer_domain
+from pixel_server.enrich import UserAgentInfo, parse_url, parse_user_agent, referrer_domain, without_click_ids
 from pixel_server.identity import Visitor
 from pixel_server.ingest.reasons import DropReason
 from pixel_server.ingest.request import MAX_BODY, Hit, Rejected, check_content_type, parse_body
@@ -108,7 +108,8 @@ def put_rows(state: State, batch: Batch) -> None:
                 "client_ts": _ms_to_ch(hit.client_ts),
                 "visitor_id": str(visitor.id),
                 "pageview_id": hit.pageview_id,
-                "url": hit.url,
+                # Click ids identify an ad click: kept only with marketing consent, here too.
+                "url": hit.url if hit.marketing or not url.click_ids else without_click_ids(hit.url),
                 "hostname": url.hostname,
                 "path": url.path,
                 "referrer": hit.referrer,

@@ -52,7 +52,9 @@ def test_accepted_event_is_queryable_with_enrichment(pixel_server: LiveServer, t
     [row] = pixel_server.events()
     assert row["event_id"] == ev["event_id"]
     assert (row["site_id"], row["ad_id"], row["name"]) == ("test", "4711", "pageview")
-    assert row["url"] == ev["url"] and row["referrer"] == ev["referrer"]
+    # no marketing consent: the click id's value is not kept, not in the URL either
+    assert row["url"] == pixel_server.partner.origin + "/jobb/4711?utm_source=finn&utm_medium=cpc"
+    assert row["referrer"] == ev["referrer"]
     assert row["referrer_domain"] == "finn.no"
     assert (row["utm_source"], row["utm_medium"]) == ("finn", "cpc")
     assert row["click_id_type"] == "gclid"
@@ -68,6 +70,7 @@ def test_click_ids_kept_only_with_marketing_consent(pixel_server: LiveServer, to
     assert post(pixel_server, event(pixel_server, token, marketing=True)).status_code == 204
     [row] = pixel_server.events()
     assert row["click_ids"] == {"gclid": "G123"} and row["marketing"] == 1
+    assert row["url"].endswith("&gclid=G123")
 
 
 def test_same_batch_posted_twice_is_counted_once(pixel_server: LiveServer, token: str) -> None:
