@@ -63,7 +63,7 @@ def parse_choice(doc: object) -> dict[str, Any]:
     if "necessary" in denied:
         raise _bad("denied", "necessary cannot be denied")
     revision = doc.get("revision", 1)
-    if not isinstance(revision, int) or isinstance(revision, bool) or not 0 < revision < 2**31:
+    if type(revision) is not int or not 0 < revision < 2**31:
         raise _bad("revision", "must be a positive whole number")
     lang = doc.get("lang", "nb")
     if lang not in LANGS:
@@ -72,7 +72,7 @@ def parse_choice(doc: object) -> dict[str, Any]:
     if not isinstance(gpc, bool):
         raise _bad("gpc", "must be true or false")
     layer = doc.get("layer", 1)
-    if layer not in (0, 1, 2) or isinstance(layer, bool):
+    if type(layer) is not int or layer not in (0, 1, 2):  # not 1.0, not True: the row must load
         raise _bad("layer", "must be 0 (no layer: expired), 1 or 2")
     if (layer == 0) != (action == "expired"):
         raise _bad("layer", "layer 0 goes with action 'expired' only, and 'expired' with layer 0")
@@ -187,7 +187,7 @@ async def get_history(request: Request) -> Response:
         )
     try:
         if state.spool.rows_pending:
-            await state.writer.flush()  # show a choice made a moment ago
+            await state.writer.next_flush()  # show a choice made a moment ago (shared, not forced)
         rows = await asyncio.to_thread(state.store.query, HISTORY_SQL, {"site": site.id, "cid": cid})
     except StoreError:
         return json_response(

@@ -53,7 +53,9 @@ class Metrics:
             registry=r,
         )
         self.spool_quarantined = Counter(
-            "jobpixel_spool_quarantined_segments", "Segments the store kept refusing", registry=r
+            "jobpixel_spool_quarantined_rows",
+            "Rows ClickHouse refused, kept in spool/quarantine/",
+            registry=r,
         )
         self.flush_seconds = Histogram(
             "jobpixel_flush_seconds",

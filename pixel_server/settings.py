@@ -29,6 +29,10 @@ CONFIG_ENV = "JOBPIXEL_CONFIG"
 
 _ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 _DB_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+_HOST_RE = re.compile(r"^(?=.{1,253}$)[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$")
+# Regex syntax Python accepts and JavaScript does not (the pixel runs the patterns).
+_PY_ONLY_RE = re.compile(r"\(\?P[<=]|\(\?[aiLmsux-]+[):]|\(\?#|\\[AZ]")
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 LANGS = ("nb", "nn", "en")
 
 
@@ -174,6 +178,16 @@ def from_mapping(
         except ValueError:
             raise ConfigError(f"server.trusted_proxies[{i}]: {p!r} is not an IP address or network") from None
 
+    log_level = _str(server, "log_level", "server", default="info").lower()
+    if log_level not in LOG_LEVELS:
+        raise ConfigError(f"server.log_level: must be one of {', '.join(LOG_LEVELS)}")
+    token_days = _int(identity, "token_days", "identity", default=396, lo=1, hi=3650)
+    for site in sites.values():
+        if token_days < site.consent_days:
+            raise ConfigError(
+                f"identity.token_days: {token_days} is shorter than sites.{site.id}.consent_days "
+                f"({site.consent_days}); the visitor id would lapse while consent still holds"
+            )
     return Settings(
         sites=MappingProxyType(sites),
         partners=MappingProxyType(partners),
@@ -187,10 +201,10 @@ def from_mapping(
         host=_str(server, "host", "server", default="127.0.0.1"),
         port=_int(server, "port", "server", default=8000, lo=0, hi=65535),
         trusted_proxies=tuple(proxies),
-        token_days=_int(identity, "token_days", "identity", default=396, lo=1, hi=3650),
+        token_days=token_days,
         flush_interval_s=_int(storage, "flush_interval_ms", "storage", default=500, lo=10, hi=60_000) / 1000,
         flush_max_rows=_int(storage, "flush_max_rows", "storage", default=20_000, lo=1, hi=10_000_000),
-        log_level=_str(server, "log_level", "server", default="info"),
+        log_level=log_level,
         config_path=config_path,
     )
 
@@ -235,6 +249,16 @@ def _site(sid: str, t: Mapping[str, Any], partners: Mapping[str, Partner]) -> Si
                 re.compile(str(pat))
             except re.error as exc:
                 raise ConfigError(f"{key}.{pat_key}: not a valid regular expression: {exc}") from None
+            if _PY_ONLY_RE.search(str(pat)):
+                raise ConfigError(
+                    f"{key}.{pat_key}: uses Python-only syntax ((?P<…>), inline flags, \\A, \\Z); "
+                    "the pixel runs it as a JavaScript regular expression"
+                )
+    if "float_button" in t and not isinstance(t["float_button"], bool):
+        raise ConfigError(f"{key}.float_button: must be true or false")
+    for i, h in enumerate(_list(t, "ats_hosts", key)):
+        if not isinstance(h, str) or not _HOST_RE.match(h):
+            raise ConfigError(f"{key}.ats_hosts[{i}]: {h!r} is not a bare host name like 'ats.example.com'")
     policy_url = t.get("policy_url")
     if policy_url is not None and urlsplit(str(policy_url)).scheme not in ("http", "https"):
         raise ConfigError(f"{key}.policy_url: must be an absolute http(s) URL")
@@ -261,7 +285,7 @@ def _site(sid: str, t: Mapping[str, Any], partners: Mapping[str, Partner]) -> Si
         retention_days=_int(t, "retention_days", key, default=395, lo=1, hi=3650),
         consent_days=_int(t, "consent_days", key, default=182, lo=1, hi=395),
         consent_log_days=_int(t, "consent_log_days", key, default=1095, lo=1, hi=3650),
-        revision=_int(t, "revision", key, default=1, lo=1, hi=2**31),
+        revision=_int(t, "revision", key, default=1, lo=1, hi=2**31 - 1),
         lang=lang,
         policy_url=str(policy_url) if policy_url is not None else None,
         ad_pattern=str(t["ad_pattern"]) if t.get("ad_pattern") else None,
@@ -274,10 +298,17 @@ def _site(sid: str, t: Mapping[str, Any], partners: Mapping[str, Partner]) -> Si
 
 
 def _origin(value: str, key: str) -> str:
-    parts = urlsplit(value)
+    """As browsers send it in ``Origin``: scheme://host[:port], the default port left out."""
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+    except ValueError:
+        parts, port = urlsplit(""), None
     if parts.scheme not in ("http", "https") or not parts.hostname or parts.path not in ("", "/"):
         raise ConfigError(f"{key}: {value!r} is not an origin like 'https://jobs.example.no'")
-    return f"{parts.scheme}://{parts.netloc.lower()}"
+    default = {"http": 80, "https": 443}[parts.scheme]
+    host = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
+    return f"{parts.scheme}://{host}" + (f":{port}" if port not in (None, default) else "")
 
 
 def _only_keys(t: Mapping[str, Any], prefix: str, allowed: set[str]) -> None:

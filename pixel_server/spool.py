@@ -156,6 +156,9 @@ class Spool:
         try:
             with self._lock:
                 written.fds = self._write(data)
+                # Counted when written, not when synced: the loader may load and remove a
+                # sealed segment before its last group's fdatasync returns.
+                self.account(written.rows, written.nbytes)
                 if not self._fsync:
                     self._done(written, None)
                     return
@@ -208,24 +211,27 @@ class Spool:
                     return
                 batch, self._unsynced = self._unsynced, []
                 retired, self._retired = self._retired, []
-            error: OSError | None = None
-            for fd in {fd for w in batch for fd in w.fds} | set(retired):
-                try:
-                    os.fdatasync(fd)
-                except OSError as exc:
-                    error = exc
-            for fd in retired:  # every group that wrote to it was in this batch or an earlier one
-                os.close(fd)
-            for w in batch:
-                err = SpoolError(f"spool fsync failed: {error}") if error else None
-                with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting any more
-                    w.loop.call_soon_threadsafe(self._done, w, err)
+            error: BaseException | None = None
+            try:
+                for fd in {fd for w in batch for fd in w.fds} | set(retired):
+                    try:
+                        os.fdatasync(fd)
+                    except OSError as exc:
+                        error = exc
+                for fd in retired:  # every group that wrote to it was in this batch or an earlier one
+                    with contextlib.suppress(OSError):
+                        os.close(fd)
+            except BaseException as exc:  # whatever happens, nobody may wait forever
+                error = exc
+            finally:
+                for w in batch:
+                    err = SpoolError(f"spool fsync failed: {error}") if error else None
+                    with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting any more
+                        w.loop.call_soon_threadsafe(self._done, w, err)
 
     def _done(self, written: _Written, error: SpoolError | None) -> None:
-        if error is None:
-            self.account(written.rows, written.nbytes)
-            if self._on_commit is not None:
-                self._on_commit(time.perf_counter() - written.started, len(written.futures))
+        if error is None and self._on_commit is not None:
+            self._on_commit(time.perf_counter() - written.started, len(written.futures))
         for fut in written.futures:
             if not fut.done():
                 if error is None:

@@ -103,6 +103,9 @@ def test_gpc_keeps_marketing_off(pixel_server: LiveServer, how: str) -> None:
         ({"lang": "de"}, "lang"),
         ({"gpc": "1"}, "gpc"),
         ({"layer": 3}, "layer"),
+        ({"layer": 1.0}, "layer"),  # accepted once, then ClickHouse refused the whole spool segment
+        ({"layer": True}, "layer"),
+        ({"revision": 1.0}, "revision"),
         ({"layer": 0}, "layer"),
         ({"action": "expired", "layer": 1}, "layer"),
         ({"site": ""}, "site"),

@@ -71,12 +71,34 @@ def put(path: str, value: Any) -> dict[str, Any]:
         (put("server.port", 70000), ENV, "server.port"),
         (put("server.trusted_proxies", ["not-an-ip"]), ENV, "server.trusted_proxies[0]"),
         (put("serverr", {}), ENV, "serverr"),
+        (put("sites.test.ad_pattern", "/jobb/(?P<id>\\d+)"), ENV, "sites.test.ad_pattern"),
+        (put("sites.test.thanks_pattern", "(?i)/takk"), ENV, "sites.test.thanks_pattern"),
+        (put("sites.test.ad_pattern", "\\A/jobb/(\\d+)"), ENV, "sites.test.ad_pattern"),
+        (put("sites.test.float_button", "false"), ENV, "sites.test.float_button"),
+        (put("sites.test.ats_hosts", ["https://ats.example.com/"]), ENV, "sites.test.ats_hosts[0]"),
+        (put("sites.test.revision", 2**31), ENV, "sites.test.revision"),
+        (put("server.log_level", "loud"), ENV, "server.log_level"),
+        (put("identity.token_days", 30), ENV, "identity.token_days"),
     ],
 )
 def test_errors_name_the_key(cfg: dict[str, Any], env: dict[str, str], key: str, tmp_path: Path) -> None:
     with pytest.raises(s.ConfigError) as err:
         s.from_mapping(cfg, env, tmp_path)
     assert str(err.value).startswith(key + ":") or str(err.value).startswith(key + " "), str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("given", "stored"),
+    [
+        ("https://jobs.example.no:443", "https://jobs.example.no"),
+        ("http://jobs.example.no:80/", "http://jobs.example.no"),
+        ("https://JOBS.example.no:8443", "https://jobs.example.no:8443"),
+        ("http://127.0.0.1:8000", "http://127.0.0.1:8000"),
+    ],
+)
+def test_origins_are_stored_as_browsers_send_them(tmp_path: Path, given: str, stored: str) -> None:
+    st = s.from_mapping(put("sites.test.origins", [given]), ENV, tmp_path)
+    assert st.sites["test"].origins == {stored}
 
 
 def test_check_config_command(

@@ -95,7 +95,10 @@ def put_rows(state: State, batch: Batch) -> None:
     ua = batch.ua
     assert ua is not None
     now = round(time.time(), 3)  # DateTime64(3) takes epoch seconds as a JSON number
+    gpc = batch.headers.get("sec-gpc") == "1"  # Global Privacy Control: marketing stays off
     for hit, visitor in zip(batch.hits, batch.visitors, strict=True):
+        if gpc:
+            hit.marketing = False
         url = parse_url(hit.url)
         click_type = next(iter(url.click_ids), "")
         batch.rows.append(
@@ -141,7 +144,7 @@ STEPS = (drop_unknown_site, drop_bad_origin, drop_no_consent, drop_bot, put_rows
 
 
 # The request headers the pipeline reads; everything else is never decoded.
-HEADERS = (b"origin", b"user-agent", b"content-type", b"content-length")
+HEADERS = (b"origin", b"user-agent", b"content-type", b"content-length", b"sec-gpc")
 Reply = tuple[int, bytes, dict[str, str]]
 
 

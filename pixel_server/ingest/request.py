@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import orjson
 
@@ -142,9 +143,11 @@ def parse_event(ev: dict[str, Any], prefix: str) -> Hit:
     if not _NAME_RE.match(name):
         raise bad("name", "letters, digits and _ . : - only")
     url = text("url", MAX_URL, required=True)
-    if not (url.startswith("https://") or url.startswith("http://")):
+    if not (url.startswith("https://") or url.startswith("http://")) or not _parses(url, need_host=True):
         raise bad("url", "must be an absolute http(s) URL")
     referrer = text("referrer", MAX_URL)
+    if referrer and not _parses(referrer, need_host=False):
+        raise bad("referrer", "not a valid URL")
     client_ts = ev.get("client_ts")
     if client_ts is not None:
         client_ts = integer("client_ts", CLIENT_TS_MIN, CLIENT_TS_MAX)
@@ -170,6 +173,17 @@ def parse_event(ev: dict[str, Any], prefix: str) -> Hit:
         marketing=marketing,
         props=_props(ev.get("props"), prefix),
     )
+
+
+def _parses(url: str, need_host: bool) -> bool:
+    """urlsplit raises on some inputs (``http://[x/``, NFKC look-alikes in the host)."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+        _ = parts.port
+    except ValueError:
+        return False
+    return bool(host) or not need_host
 
 
 def _props(value: object, prefix: str) -> dict[str, str]:

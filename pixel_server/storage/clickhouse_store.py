@@ -28,6 +28,12 @@ class ClickHouseStore(StoreBase):
     def __init__(self, url: str, database: str = "jobpixel", cluster: str | None = None) -> None:
         self.database = database
         self.cluster = cluster
+        # On a cluster the spool segment is deleted after the insert returns, so the insert must
+        # return only once the rows are on a majority of replicas, not queued by Distributed.
+        # (Not exercised here: no ClickHouse cluster can run on these machines.)
+        self._insert_settings: dict[str, object] = (
+            {"distributed_foreground_insert": 1, "insert_quorum": "auto"} if cluster else {}
+        )
         try:
             self._client = clickhouse_connect.get_client(
                 dsn=url, database="default", autogenerate_session_id=False

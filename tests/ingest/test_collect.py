@@ -73,6 +73,13 @@ def test_click_ids_kept_only_with_marketing_consent(pixel_server: LiveServer, to
     assert row["url"].endswith("&gclid=G123")
 
 
+def test_sec_gpc_keeps_marketing_off(pixel_server: LiveServer, token: str) -> None:
+    r = post(pixel_server, event(pixel_server, token, marketing=True), {"Sec-GPC": "1"})
+    assert r.status_code == 204
+    [row] = pixel_server.events()
+    assert row["marketing"] == 0 and row["click_ids"] == {} and "G123" not in row["url"]
+
+
 def test_same_batch_posted_twice_is_counted_once(pixel_server: LiveServer, token: str) -> None:
     batch = [event(pixel_server, token, name=n) for n in ("pageview", "engagement", "apply_click")]
     assert post(pixel_server, batch).status_code == 204
@@ -112,6 +119,10 @@ LONG = "x" * 2001
         (lambda e: {k: v for k, v in e.items() if k != "url"}, 400, "invalid", "url"),
         (lambda e: {k: v for k, v in e.items() if k != "name"}, 400, "invalid", "name"),
         (lambda e: {**e, "url": "javascript:alert(1)"}, 400, "invalid", "url"),
+        (lambda e: {**e, "url": "http://[x/"}, 400, "invalid", "url"),  # urlsplit raises: was a 500
+        (lambda e: {**e, "url": "http:///no-host"}, 400, "invalid", "url"),
+        (lambda e: {**e, "referrer": "http://[x/"}, 400, "invalid", "referrer"),
+        (lambda e: {**e, "referrer": "http://a\uff03b@c/"}, 400, "invalid", "referrer"),  # NFKC look-alike
         (lambda e: {**e, "engaged_ms": -1}, 400, "invalid", "engaged_ms"),
         (lambda e: {**e, "engaged_ms": "12"}, 400, "invalid", "engaged_ms"),
         (lambda e: {**e, "scroll": 101}, 400, "invalid", "scroll"),

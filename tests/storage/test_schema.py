@@ -56,6 +56,9 @@ def test_events_table_shape(store: ChdbStore) -> None:
     assert t["partition_key"] == "toYYYYMM(ts)"
     assert t["sorting_key"] == "site_id, ad_id, toDate(ts), event_id"
     assert "TTL toDateTime(ts) + toIntervalDay(retention_days)" in t["create_table_query"]
+    # the spool segment is deleted after the insert: ClickHouse must have fsynced the part
+    assert "fsync_after_insert = 1" in t["create_table_query"]
+    assert "fsync_part_directory = 1" in t["create_table_query"]
 
 
 def test_ttl_deletes_by_each_rows_retention(store: ChdbStore) -> None:

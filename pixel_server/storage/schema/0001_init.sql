@@ -45,7 +45,9 @@ CREATE TABLE IF NOT EXISTS ${db}.${table:events} ${on_cluster}
 ENGINE = ${engine:ReplacingMergeTree}
 PARTITION BY toYYYYMM(ts)
 ORDER BY (site_id, ad_id, toDate(ts), event_id)
-TTL toDateTime(ts) + toIntervalDay(retention_days);
+TTL toDateTime(ts) + toIntervalDay(retention_days)
+-- The writer deletes a spool segment once its insert returns: the part must be on disk by then.
+SETTINGS fsync_after_insert = 1, fsync_part_directory = 1;
 
 -- distributed: events sipHash64(event_id)
 
@@ -70,6 +72,7 @@ CREATE TABLE IF NOT EXISTS ${db}.${table:consent_log} ${on_cluster}
 ENGINE = ${engine:ReplacingMergeTree}
 PARTITION BY toYYYYMM(ts)
 ORDER BY (site_id, consent_id, choice_id)
-TTL toDateTime(ts) + toIntervalDay(retention_days);
+TTL toDateTime(ts) + toIntervalDay(retention_days)
+SETTINGS fsync_after_insert = 1, fsync_part_directory = 1;
 
 -- distributed: consent_log sipHash64(consent_id)
