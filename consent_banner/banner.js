@@ -26,10 +26,22 @@
   /**
    * The state. cfg: site config, ch: its channels, src: pixel server, t: texts, stored: the consent
    * cookie {v,id,s,m,rev,first,last,exp,gpc} as found, consent: stored if valid for this revision,
-   * started: channel tags on, opener: focus returns here, d1/d2: the layers, fb: float button, live: status region.
+   * started: channel tags on, opener: focus returns here, d1/d2: the layers, fb: float button, live: status region
+   * (page), e: status line of the open layer, n: choices made (a later one wins), key/cid: the grant awaiting the
+   * log and its choice_id (a retry of it reuses the id, so the server logs it once), id: the consent id
+   * for a first choice (the same on a retry).
    */
   const S = {cfg: null, ch: [], src: '', lang: 'nb', t: {}, stored: null, consent: null, gpc: false, started: false,
-    opener: null, d1: null, d2: null, fb: null, live: null};
+    opener: null, d1: null, d2: null, fb: null, live: null, e: null, n: 0, key: 0, cid: '', id: ''};
+
+  /** @return {!Function} f, but errors stay in here: nothing the banner does reaches the host page */
+  const safe = (f) => function () {
+    try {
+      return f.apply(this, arguments);
+    } catch (e) {
+      // swallowed: the page's own scripts must run on
+    }
+  };
 
   /** @return {?string} raw cookie value */
   const readCookie = (name) => (D.cookie.match('(?:^|; )' + name + '=([^;]*)') || [])[1] || null;
@@ -74,7 +86,7 @@
   const el = (tag, attrs, ...kids) => {
     const e = D.createElement(tag);
     for (const [k, v] of Object.entries(attrs || {})) {
-      if (typeof v == 'function') e.addEventListener(k.slice(2), v);
+      if (typeof v == 'function') e.addEventListener(k.slice(2), safe(v));
       else if (v != null && v !== false) e.setAttribute(k, v === true ? '' : v);
     }
     e.append(...kids.flat(9).filter((k) => k || k === 0));
@@ -161,12 +173,16 @@
     const ad = mkt ? ON : OFF;
     gtag('consent', 'update', {analytics_storage: stat ? ON : OFF, ad_storage: ad, ad_user_data: ad, ad_personalization: ad});
     activateGated(stat, mkt);
-    if (mkt && !S.started) S.ch.forEach((c) => startTag(c.tag));
+    if (mkt && !S.started) S.ch.forEach((c) => safe(startTag)(c.tag)); // one vendor's failure stops no other
     S.started = mkt;
   };
 
-  /** POST /consent as text/plain (no preflight). */
-  const post = (body) => fetch(S.src + '/consent', {method: 'POST', body: JSON.stringify(body), keepalive: true}).then((r) => (r.ok ? r.json() : null), noop);
+  /**
+   * POST /consent as text/plain (no preflight), keepalive (a withdrawal is logged even as the page goes).
+   * @return {!Promise} the JSON of a 2xx answer, else a falsy value; it never rejects.
+   */
+  const post = (body) => fetch(S.src + '/consent', {method: 'POST', body: JSON.stringify(body), keepalive: true})
+    .then((r) => r.ok && r.json()).catch(noop);
 
   /** @return {!Object} the POST /consent body */
   const logBody = (c, action, layer) => {
@@ -178,35 +194,70 @@
   /** Tell the pixel. */
   const dispatch = (statistics, marketing) => W.dispatchEvent(new CustomEvent(EVENT, {detail: {statistics, marketing}}));
 
-  /** Store, log, then apply a choice; a grant taken back makes it `withdraw`. */
-  const choose = (stat, mkt, action, layer) => {
-    mkt = mkt && !S.gpc;
-    const prev = S.consent;
-    const old = S.stored;
-    const now = Date.now();
-    if (prev && ((prev.s && !stat) || (prev.m && !mkt))) action = 'withdraw';
-    const c = S.consent = S.stored = {v: VERSION, id: old ? old.id : uuid(), s: +stat, m: +mkt, rev: S.cfg.revision,
-      first: old ? old.first : now, last: now, exp: now + (S.cfg.consent_days || DEFAULT_DAYS) * DAY_MS, gpc: +S.gpc};
+  /**
+   * Put a choice in force: the consent cookie, the visitor token (res.token, kept no longer than the
+   * consent) or its deletion, the channel tags, Consent Mode, gated scripts, and the pixel told.
+   */
+  const commit = (c, res) => {
+    S.consent = S.stored = c;
     writeConsent(c);
-    if (!stat) deleteCookie(VID);
-    if (!mkt) stopChannels();
+    if (!c.s) deleteCookie(VID);
+    else if (res) writeCookie(VID, encodeURIComponent(res.token), (Math.min(res.token_expires, c.exp) - Date.now()) / 1e3);
+    if (!c.m) stopChannels();
+    apply(!!c.s, !!c.m);
+    dispatch(!!c.s, !!c.m);
+  };
+
+  /** Choice done: close the layer, say so. */
+  const done = () => {
     close();
     S.live.textContent = text('saved');
-    const body = logBody(c, action, layer);
+  };
+
+  /**
+   * A choice. Whatever it takes back holds at once (a grant taken back makes it `withdraw`), and is
+   * logged on the way. Whatever it grants holds only once POST /consent answered 2xx with the
+   * contract's JSON, so every grant in force is in the log: until then, and if the POST fails, the
+   * choice before stays (less what was taken back), the layer stays open and says so, and the visitor
+   * can try again.
+   */
+  const choose = (stat, mkt, action, layer) => {
+    mkt = mkt && !S.gpc;
+    const prev = S.consent || {};
+    const old = S.stored;
+    const now = Date.now();
+    const n = ++S.n;
+    const c = {v: VERSION, id: old ? old.id : S.id, s: +stat, m: +mkt, rev: S.cfg.revision,
+      first: old ? old.first : now, last: now, exp: now + (S.cfg.consent_days || DEFAULT_DAYS) * DAY_MS, gpc: +S.gpc};
+    // what holds before the answer: nothing that was not granted before
+    const keep = {...c, s: c.s & prev.s, m: c.m & prev.m};
+    const more = c.s > keep.s || c.m > keep.m;
+    const back = prev.s > c.s || prev.m > c.m;
+    if (back) action = 'withdraw';
+    const key = [c.s, c.m, action, layer] + '';
+    if (S.key != key) S.cid = uuid();
+    S.key = more && key;
+    const body = {...logBody(c, action, layer), choice_id: S.cid};
     const token = readCookie(VID);
     if (stat && token) body.token = decodeURIComponent(token);
-    post(body).then((res) => {
-      res = res || {};
-      // the server saw Sec-GPC: marketing stays off
-      if (mkt && res.granted && !res.granted.includes(CATS[2])) {
-        c.m = mkt = 0;
-        c.gpc = S.gpc = 1;
-        writeConsent(c);
+    S.e.textContent = '';
+    if (back || !more) commit(keep);
+    if (!more) done();
+    post(body).then(safe((res) => {
+      // an answer to an earlier choice, or to one that grants nothing, changes nothing
+      if (n != S.n || !(c.s || c.m)) return;
+      const g = res && res.granted;
+      if (!Array.isArray(g) || (g.includes(CATS[1]) && !(res.token && res.token_expires))) {
+        if (more) S.e.textContent = text('failed');
+        return;
       }
-      if (stat && res.token) writeCookie(VID, encodeURIComponent(res.token), (res.token_expires - Date.now()) / 1e3);
-      apply(stat, mkt);
-      dispatch(stat, !!mkt);
-    });
+      S.key = 0;
+      c.s &= g.includes(CATS[1]);
+      // the server saw Sec-GPC: marketing stays off
+      if (c.m && !g.includes(CATS[2])) c.m = 0, c.gpc = S.gpc = 1;
+      commit(c, c.s && res);
+      if (more) done();
+    }));
   };
 
   /** Stale revision: log `expired` and hold nothing granted (logged once). */
@@ -227,10 +278,11 @@
   /** @return {!Element} */
   const button = (key, onclick, cls) => el('button', {type: 'button', class: cls, onclick}, text(key));
 
-  /** @return {!Element} accept and reject, alike, + `third` */
-  const buttons = (layer, third) => el('div', {class: P + 'b'},
+  /** @return {!Array<!Element>} accept and reject, alike, + `third`; then the layer's status line */
+  const buttons = (layer, third) => [el('div', {class: P + 'b'},
     button('accept', () => choose(true, true, 'accept_all', layer)),
-    button('reject', () => choose(false, false, 'reject_all', layer)), third);
+    button('reject', () => choose(false, false, 'reject_all', layer)), third),
+  S.e = el('p', {class: P + 'e', role: 'status'})];
 
   /** @return {!Element} a layer's dialog, in the page */
   const dialog = (layer, ...kids) => {
@@ -306,10 +358,10 @@
       el('p', null, S.stored && button('history', showHistory, P + 'l'), ' ', button('close', closeSettings, P + 'l')),
       el('div', {id: P + 'hist', 'aria-live': 'polite'}),
       S.stored && el('small', null, text('cid') + ': ' + S.stored.id));
-    d.addEventListener('cancel', (e) => {
+    d.addEventListener('cancel', safe((e) => {
       e.preventDefault();
       closeSettings();
-    });
+    }));
     d.showModal();
     d.focus();
   };
@@ -318,14 +370,15 @@
   const close = () => {
     [S.d1, S.d2].forEach((d) => d && d.remove());
     S.d1 = S.d2 = null;
+    S.e = S.live;
     if (S.cfg.float_button && !S.fb) D.body.append(S.fb = button('float', open, P + 'f'));
     const o = S.opener;
     S.opener = null;
     if (o && o != D.body && o.isConnected) o.focus();
   };
 
-  /** Apply a valid stored choice, or ask. */
-  const init = () => {
+  /** Apply a valid stored choice, or ask; no statistics, no visitor id. */
+  const init = safe(() => {
     const cfg = S.cfg = W.__jpcfg;
     const B = W.__jpb || {};
     const T = B.texts || {};
@@ -336,14 +389,16 @@
       .map((l) => String(l || '').toLowerCase().slice(0, 2).replace('no', 'nb')).find((l) => LANGS.includes(l));
     S.t = {...T.nb, ...T[S.lang], ...(cfg.texts || {})[S.lang]};
     S.gpc = navigator.globalPrivacyControl === true;
+    S.id = uuid();
     D.head.append(el('style', null, B.css));
-    D.body.append(S.live = el('div', {class: P + 'v', role: 'status'}));
+    D.body.append(S.live = S.e = el('div', {class: P + 'v', role: 'status'}));
     let c = S.stored = readConsent();
     if (c && c.rev !== cfg.revision) {
       if (c.s || c.m) expire(c);
       c = null;
     }
     S.consent = c;
+    if (!(c && c.s)) deleteCookie(VID);
     if (c && c.m && S.gpc) {
       choose(!!c.s, false, 'custom', 1); // GPC now on: withdraw marketing
     } else if (c) {
@@ -353,11 +408,11 @@
       showFirst();
     }
     if (ask) open();
-  };
+  });
 
   const ask = W.__jpopen == 1; // set by the pixel: open settings once loaded
-  W.__jpbanner = {open, state: S};
-  W.__jpopen = open;
+  W.__jpbanner = {open: safe(open), state: S};
+  W.__jpopen = W.__jpbanner.open;
   if (CRAWLER.test(navigator.userAgent) || !W.__jpcfg) W.__jpopen = W.__jpbanner.open = noop;
   else if (D.body) init();
   else D.addEventListener('DOMContentLoaded', init);

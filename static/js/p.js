@@ -17,10 +17,10 @@ function safe(f){return function(){try{return f.apply(this,arguments)}catch(e){}
 function on(t,e,f){t.addEventListener(e,safe(f),!0)}
 /** consent {s,m,rev}, or v: token */
 function cookie(v){try{var m=d.cookie.match('(^|; )'+(v?VID:CONSENT)+'=([^;]*)');return m&&(v?m[2]:JSON.parse(decodeURIComponent(m[2])))}catch(e){}}
-/** send event if allowed; its id */
+/** send event if allowed (marketing: stored grant, and no GPC); its id */
 function send(name,x){
 var c=cookie()||{},token=cfg&&c.s&&c.rev==cfg.revision&&cookie(1),id=crypto.randomUUID?.()||URL.createObjectURL(new Blob).slice(-36);
-if(token)navigator.sendBeacon(src+'/collect',JSON.stringify({site:ds.site,ad,name,url,referrer,event_id:id,pageview_id:pv,client_ts:Date.now(),token,marketing:!!c.m,...x}));
+if(token)navigator.sendBeacon(src+'/collect',JSON.stringify({site:ds.site,ad,name,url,referrer,event_id:id,pageview_id:pv,client_ts:Date.now(),token,marketing:!!c.m&&!navigator.globalPrivacyControl,...x}));
 return token&&id}
 /** max % of text seen */
 function depth(){var r=(d.querySelector(TEXT)||d.documentElement).getBoundingClientRect();return top=M.max(top,M.min(100,(innerHeight-r.top)/r.height*100|0))}
@@ -56,6 +56,7 @@ t.closest(SET)?(e.preventDefault(),show(1)):(t.closest(APPLY)||a&&cfg.ats_hosts.
 ['pushState','replaceState'].map(k=>{var f=H[k];H[k]=function(){try{return f.apply(this,arguments)}finally{safe(nav)()}}});
 fetch(src+'/s/'+ds.site+'.json').then(r=>r.json()).then(c=>{
 var k=cookie();cfg=w.__jpcfg=c;w.__jpsrc=src;
-if(!k||k.rev!=c.revision||k.m||c.float_button||w.__jpopen)show();
+// the banner asks, applies a stored grant (consent mode, gated scripts, tags), deletes a vid without statistics
+if(!k||k.rev!=c.revision||k.s||k.m||cookie(1)||c.float_button||w.__jpopen)show();
 page();q.map(a=>w.jobpixel(...a))}).catch(safe)
 }catch(e){}}(window,document,history,location,Math);

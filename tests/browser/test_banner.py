@@ -182,7 +182,7 @@ def test_reopen_from_link_api_and_float_button_shows_the_current_choice(
     page.get_by_role("link", name="Se/endre dine innstillinger").click()
     expect(page.locator(LAYER2)).to_be_visible()
 
-    # a later page (statistics only: the pixel does not load the banner) still opens settings on request
+    # a later page (the banner applies the stored choice) still opens settings on request
     page.reload()
     page.get_by_role("link", name="Se/endre dine innstillinger").click()
     expect(page.get_by_role("switch", name="Statistikk")).to_be_checked()

@@ -387,8 +387,9 @@ def test_nothing_is_sent_without_statistics_consent(
     assert pixel_server.events() == []
     assert third_party.requests == []
     assert context.cookies() == cookies_before  # the pixel writes no cookie
-    # No choice yet, or marketing granted: the banner is loaded (once), from the pixel's origin.
-    banner = choice in (None, {"statistics": False, "marketing": True}, "stale-revision")
+    # No choice yet, marketing granted, or a visitor id left without statistics (the banner deletes it):
+    # the banner is loaded (once), from the pixel's origin.
+    banner = choice in (None, {"statistics": False, "marketing": True}, "stale-revision", "stale-token")
     assert [r.url for r in watch.banner_loads()] == ([pixel_server.url + "/b.js"] if banner else [])
     assert watch.errors == []
 
@@ -435,10 +436,38 @@ def test_pageview_is_sent_when_consent_arrives_later_and_stops_on_withdrawal(
     assert watch.errors == []
 
 
+@pytest.mark.parametrize("gpc", [False, True], ids=["no-gpc", "gpc"])
+def test_gpc_in_the_browser_turns_marketing_off_in_what_the_pixel_sends(
+    gpc: bool, page: Page, context: BrowserContext, pixel_server: LiveServer, watch: Watch
+) -> None:
+    """A stored marketing grant (m: 1) on a browser that now sends GPC: events say marketing false.
+
+    Only ``navigator.globalPrivacyControl`` is set (no ``Sec-GPC`` header), and the banner is the
+    stand-in, which does not rewrite the cookie: this is the pixel's own check."""
+    if gpc:
+        page.add_init_script(
+            "Object.defineProperty(Navigator.prototype, 'globalPrivacyControl', {get: () => true})"
+        )
+    context.add_cookies(pixel_server.grant(statistics=True, marketing=True))  # type: ignore[arg-type]
+    page.goto(pixel_server.origin_page_url(AD_PATH + "?gclid=X"))
+    pv = one(wait_events(page, pixel_server, 1, name="pageview"))
+    if gpc:
+        assert (pv["marketing"], pv["click_ids"]) == (0, {})
+    else:
+        assert (pv["marketing"], pv["click_ids"]) == (1, {"gclid": "X"})
+    settle(page)
+    sent = [r.post_data_json for r in watch.collects()]  # the pageview and the queued track call
+    assert sent and {e["marketing"] for e in sent} == {not gpc}
+    assert watch.errors == []
+
+
 def test_settings_elements_and_api_open_the_banner(
     page: Page, context: BrowserContext, pixel_server: LiveServer, watch: Watch
 ) -> None:
-    open_ad(page, pixel_server, context)  # consent given: no banner at load
+    # a choice that grants nothing, on a site without the float button: no banner at load
+    context.add_cookies(pixel_server.grant(statistics=False))  # type: ignore[arg-type]
+    page.goto(pixel_server.origin_page_url(AD_PATH))
+    page.wait_for_function("window.__jpcfg")
     settle(page)
     assert watch.banner_loads() == []
     page.click("#settings")
