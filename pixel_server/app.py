@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from starlette.applications import Starlette
-from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
@@ -18,7 +17,7 @@ from starlette.staticfiles import StaticFiles
 from pixel_server import assets, consent
 from pixel_server.http import json_response
 from pixel_server.identity import VisitorTokens
-from pixel_server.ingest.pipeline import CollectFastPath, collect
+from pixel_server.ingest.pipeline import JobpixelApp, collect
 from pixel_server.metrics import CONTENT_TYPE_LATEST, Metrics
 from pixel_server.settings import Settings
 from pixel_server.spool import Spool
@@ -32,7 +31,7 @@ DEMO_DIR = Path(__file__).resolve().parent.parent / "demo"
 STORE_RETRY_S = 5.0
 
 
-def create_app(settings: Settings, *, demo: bool = False) -> Starlette:
+def create_app(settings: Settings, *, demo: bool = False) -> JobpixelApp:
     metrics = Metrics()
     state = State(
         settings=settings,
@@ -123,10 +122,10 @@ def create_app(settings: Settings, *, demo: bool = False) -> Starlette:
         routes.append(Route("/", lambda r: RedirectResponse("/demo/"), methods=["GET"]))
         routes.append(Mount("/demo", StaticFiles(directory=DEMO_DIR, html=True), name="demo"))
 
-    app = Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(CollectFastPath)])
+    app = Starlette(routes=routes, lifespan=lifespan)
     app.state.jp = state
     app.state.assets = assets.Assets()
-    return app
+    return JobpixelApp(app, state)
 
 
 async def _connect(state: State) -> None:

@@ -80,7 +80,7 @@ class Settings:
     port: int = 8000
     trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     token_days: int = 396
-    flush_interval_s: float = 0.5
+    flush_interval_s: float = 1.0
     flush_max_rows: int = 20_000
     log_level: str = "info"
     config_path: Path | None = None
@@ -202,7 +202,7 @@ def from_mapping(
         port=_int(server, "port", "server", default=8000, lo=0, hi=65535),
         trusted_proxies=tuple(proxies),
         token_days=token_days,
-        flush_interval_s=_int(storage, "flush_interval_ms", "storage", default=500, lo=10, hi=60_000) / 1000,
+        flush_interval_s=_int(storage, "flush_interval_ms", "storage", default=1000, lo=10, hi=60_000) / 1000,
         flush_max_rows=_int(storage, "flush_max_rows", "storage", default=20_000, lo=1, hi=10_000_000),
         log_level=log_level,
         config_path=config_path,

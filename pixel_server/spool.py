@@ -123,7 +123,10 @@ class Spool:
 
     async def append(self, table: str, rows: Sequence[Mapping[str, Any]]) -> None:
         """Return once ``rows`` are on disk; raise :class:`SpoolError` if they cannot be."""
-        lines = b"".join(orjson.dumps(r, option=orjson.OPT_APPEND_NEWLINE) for r in rows)
+        if len(rows) == 1:  # most requests: one sendBeacon event
+            lines = orjson.dumps(rows[0], option=orjson.OPT_APPEND_NEWLINE)
+        else:
+            lines = b"".join(orjson.dumps(r, option=orjson.OPT_APPEND_NEWLINE) for r in rows)
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pending.data.setdefault(table, []).append(lines)
         self._pending.futures.append(fut)

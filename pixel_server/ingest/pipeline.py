@@ -14,9 +14,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
+from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from pixel_server.enrich import UserAgentInfo, parse_url, parse_user_agent, referrer_domain, without_click_ids
 from pixel_server.identity import Visitor
@@ -227,23 +228,28 @@ async def collect(request: Request) -> Response:
     return Response(body or None, status, extra, "application/json" if body else None)
 
 
-class CollectFastPath:
-    """ASGI middleware: ``POST /collect`` goes straight to :func:`process`.
+class JobpixelApp:
+    """The ASGI app uvicorn runs: ``POST /collect`` goes straight to :func:`process`,
+    everything else (and lifespan) to the Starlette app.
 
-    It skips Starlette's router, exception middleware, Request and Response
-    objects, which together cost more per request than the validation does
-    (py-spy, bench/README.md); the outer ServerErrorMiddleware still turns a
-    bug into a logged 500.
+    The hot path skips Starlette's ``__call__``, its middleware stack, router,
+    Request and Response objects, which together cost more per request than the
+    validation does (py-spy, bench/README.md). An exception here still becomes a
+    500 that uvicorn logs. Attribute access (``app.state``, …) goes to Starlette.
     """
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: Starlette, state: State) -> None:
         self.app = app
+        self.jp = state
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"] == "/collect" and scope["method"] == "POST":
-            await send_reply(send, await process(scope["app"].state.jp, _headers(scope["headers"]), receive))
+            await send_reply(send, await process(self.jp, _headers(scope["headers"]), receive))
             return
         await self.app(scope, receive, send)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.app, name)
 
 
 def _cors(headers: dict[str, str], batch: Batch | None) -> dict[str, str]:
