@@ -44,6 +44,9 @@ class ChdbStore(StoreBase):
         path.mkdir(parents=True, exist_ok=True)
         try:
             self._writer = _Conn(path)
+            # The insert shares 2 cores with the event loop: one parsing thread, not several.
+            self._writer.conn.query("SET max_insert_threads = 1")
+            self._writer.conn.query("SET max_threads = 1")
             self._reader = _Conn(path)
         except Exception as exc:
             if "Cannot lock file" in str(exc) or "already running" in str(exc):
