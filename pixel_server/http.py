@@ -6,8 +6,9 @@ from collections.abc import Iterable
 from typing import Any
 
 import orjson
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import Receive
 
 from pixel_server.ingest.reasons import DropReason
 from pixel_server.ingest.request import MAX_BODY, Rejected
@@ -17,29 +18,37 @@ def json_response(data: Any, status: int = 200, headers: dict[str, str] | None =
     return Response(orjson.dumps(data), status_code=status, media_type="application/json", headers=headers)
 
 
-def cors_headers(request: Request, allowed: Iterable[str]) -> dict[str, str]:
-    """Echo the Origin back when the site allows it (credentials are never needed but harmless)."""
-    origin = request.headers.get("origin")
+def cors_for(origin: str | None, allowed: Iterable[str] | frozenset[str]) -> dict[str, str]:
+    """Echo the Origin back when the site allows it; the one CORS decision every route uses."""
     if origin and origin in allowed:
         return {"Access-Control-Allow-Origin": origin, "Vary": "Origin"}
     return {"Vary": "Origin"}
 
 
-async def read_capped(request: Request, limit: int = MAX_BODY) -> bytes:
-    """The body, or :class:`Rejected` (413) as soon as it passes ``limit``."""
-    length = request.headers.get("content-length")
-    if length is not None and length.isdigit() and int(length) > limit:
+def cors_headers(request: Request, allowed: Iterable[str]) -> dict[str, str]:
+    return cors_for(request.headers.get("origin"), allowed)
+
+
+async def read_body(content_length: str | None, receive: Receive, limit: int = MAX_BODY) -> bytes:
+    """The body from ASGI ``receive``, or :class:`Rejected` (413) as soon as it passes ``limit``."""
+    if content_length is not None and content_length.isdigit() and int(content_length) > limit:
         raise Rejected(DropReason.TOO_LARGE, 413, "body", f"larger than {limit} bytes")
     chunks = []
     size = 0
-    try:
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise Rejected(DropReason.TOO_LARGE, 413, "body", f"larger than {limit} bytes")
-            chunks.append(chunk)
-    except ClientDisconnect:
-        raise Rejected(
-            DropReason.INVALID, 400, "body", "client disconnected before the body was complete"
-        ) from None
-    return b"".join(chunks)
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise Rejected(
+                DropReason.INVALID, 400, "body", "client disconnected before the body was complete"
+            )
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise Rejected(DropReason.TOO_LARGE, 413, "body", f"larger than {limit} bytes")
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+async def read_capped(request: Request, limit: int = MAX_BODY) -> bytes:
+    return await read_body(request.headers.get("content-length"), request.receive, limit)

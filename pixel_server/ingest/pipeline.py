@@ -20,9 +20,10 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from pixel_server.enrich import UserAgentInfo, parse_url, parse_user_agent, referrer_domain, without_click_ids
+from pixel_server.http import cors_for, read_body
 from pixel_server.identity import Visitor
 from pixel_server.ingest.reasons import DropReason
-from pixel_server.ingest.request import MAX_BODY, Hit, Rejected, check_content_type, parse_body
+from pixel_server.ingest.request import Hit, Rejected, check_content_type, parse_body
 from pixel_server.settings import Site
 from pixel_server.spool import SpoolError
 from pixel_server.state import State
@@ -155,7 +156,7 @@ async def process(state: State, headers: dict[str, str], receive: Receive) -> Re
     batch: Batch | None = None
     try:
         check_content_type(headers.get("content-type"))
-        body = await read_body(headers, receive)
+        body = await read_body(headers.get("content-length"), receive)
         batch = Batch(headers, parse_body(body), is_array=body.lstrip()[:1] == b"[")
         for step in STEPS:
             step(state, batch)
@@ -183,28 +184,6 @@ async def process(state: State, headers: dict[str, str], receive: Receive) -> Re
     if state.writer is not None:
         state.writer.nudge()
     return 204, b"", _cors(headers, batch)
-
-
-async def read_body(headers: dict[str, str], receive: Receive) -> bytes:
-    """The body from ASGI ``receive``, or :class:`Rejected` (413) once it passes the limit."""
-    length = headers.get("content-length", "")
-    if length.isdigit() and int(length) > MAX_BODY:
-        raise Rejected(DropReason.TOO_LARGE, 413, "body", f"larger than {MAX_BODY} bytes")
-    chunks = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise Rejected(
-                DropReason.INVALID, 400, "body", "client disconnected before the body was complete"
-            )
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > MAX_BODY:
-            raise Rejected(DropReason.TOO_LARGE, 413, "body", f"larger than {MAX_BODY} bytes")
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 async def send_reply(send: Send, reply: Reply) -> None:
@@ -253,10 +232,9 @@ class JobpixelApp:
 
 
 def _cors(headers: dict[str, str], batch: Batch | None) -> dict[str, str]:
-    origin = headers.get("origin")
-    if batch is not None and origin and any(origin in site.origins for site in batch.sites.values()):
-        return {"Access-Control-Allow-Origin": origin, "Vary": "Origin"}
-    return {"Vary": "Origin"}
+    sites = list(batch.sites.values()) if batch is not None else []
+    allowed = sites[0].origins if len(sites) == 1 else frozenset().union(*(site.origins for site in sites))
+    return cors_for(headers.get("origin"), allowed)
 
 
 def _field(batch: Batch, i: int, name: str) -> str:
