@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -11,10 +12,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from pixel_server import settings as settings_mod
-from pixel_server.settings import ConfigError, Settings
+from pixel_server.core import settings as settings_mod
+from pixel_server.core.settings import ConfigError, Settings
 
-DEMO_CONFIG = Path(__file__).resolve().parent.parent / "demo" / "jobpixel.demo.toml"
+DEMO_CONFIG = Path(__file__).resolve().parent / "web" / "demo" / "jobpixel.demo.toml"
 
 
 class JsonFormatter(logging.Formatter):
@@ -76,7 +77,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 def serve(s: Settings, host: str | None, port: int | None, demo: bool = False) -> int:
     import uvicorn
 
-    from pixel_server.app import create_app
+    from pixel_server.web.app import create_app
 
     setup_logging(s.log_level)
     # The spool's sync thread needs the GIL for a moment after each fdatasync; with the
@@ -136,6 +137,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
             key_file.chmod(0o600)
         os.environ[settings_mod.SIGNING_KEYS_ENV] = key_file.read_text().strip()
     s = settings_mod.load(args.config or DEMO_CONFIG)
+    if not args.config:  # the built-in demo config ships in the package: keep its data in ./var/demo
+        s = dataclasses.replace(s, data_dir=Path("var/demo").resolve())
     host, port = args.host or s.host, args.port or s.port
     print(
         f"\njobpixel demo — embedded ClickHouse (chDB) at {s.resolved_chdb_path}\n"

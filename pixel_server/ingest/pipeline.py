@@ -2,7 +2,7 @@
 
 Each ``drop_*`` step either lets the batch through or raises
 :class:`~pixel_server.ingest.request.Rejected` with a reason from the closed
-:class:`~pixel_server.ingest.reasons.DropReason` set; ``put_*`` steps build
+:class:`~pixel_server.core.errors.DropReason` set; ``put_*`` steps build
 what is stored. A batch is all or nothing, and a 204 means it is on disk.
 """
 
@@ -14,19 +14,24 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import Receive, Scope, Send
+from starlette.types import Receive, Send
 
-from pixel_server.enrich import UserAgentInfo, parse_url, parse_user_agent, referrer_domain, without_click_ids
-from pixel_server.http import cors_for, read_body
-from pixel_server.identity import Visitor
-from pixel_server.ingest.reasons import DropReason
-from pixel_server.ingest.request import Hit, Rejected, check_content_type, parse_body
-from pixel_server.settings import Site
-from pixel_server.spool import SpoolError
-from pixel_server.state import State
+from pixel_server.core.errors import DropReason, Rejected
+from pixel_server.core.grant import Visitor
+from pixel_server.core.http import check_content_type, cors_for, read_body
+from pixel_server.core.journal import SpoolError
+from pixel_server.core.settings import Site
+from pixel_server.core.state import State
+from pixel_server.ingest.enrich import (
+    UserAgentInfo,
+    parse_url,
+    parse_user_agent,
+    referrer_domain,
+    without_click_ids,
+)
+from pixel_server.ingest.request import Hit, parse_body
 
 
 @dataclass
@@ -205,30 +210,6 @@ async def collect(request: Request) -> Response:
         request.app.state.jp, _headers(request.scope["headers"]), request.receive
     )
     return Response(body or None, status, extra, "application/json" if body else None)
-
-
-class JobpixelApp:
-    """The ASGI app uvicorn runs: ``POST /collect`` goes straight to :func:`process`,
-    everything else (and lifespan) to the Starlette app.
-
-    The hot path skips Starlette's ``__call__``, its middleware stack, router,
-    Request and Response objects, which together cost more per request than the
-    validation does (py-spy, bench/README.md). An exception here still becomes a
-    500 that uvicorn logs. Attribute access (``app.state``, …) goes to Starlette.
-    """
-
-    def __init__(self, app: Starlette, state: State) -> None:
-        self.app = app
-        self.jp = state
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] == "/collect" and scope["method"] == "POST":
-            await send_reply(send, await process(self.jp, _headers(scope["headers"]), receive))
-            return
-        await self.app(scope, receive, send)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.app, name)
 
 
 def _cors(headers: dict[str, str], batch: Batch | None) -> dict[str, str]:

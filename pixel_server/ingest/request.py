@@ -16,9 +16,9 @@ from urllib.parse import urlsplit
 
 import orjson
 
-from pixel_server.ingest.reasons import DropReason
+from pixel_server.core.errors import DropReason, Rejected
+from pixel_server.core.http import MAX_BODY
 
-MAX_BODY = 64 * 1024
 MAX_BATCH = 50
 MAX_URL = 2000
 MAX_NAME = 64
@@ -31,19 +31,6 @@ CLIENT_TS_MAX = 4_102_444_800_000  # 2100-01-01
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 _UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\Z")
-ACCEPTED_TYPES = ("text/plain", "application/json")
-
-
-@dataclass(frozen=True)
-class Rejected(Exception):
-    reason: DropReason
-    status: int
-    field: str | None
-    detail: str
-    events: int = 1
-
-    def body(self) -> dict[str, Any]:
-        return {"error": self.reason.value, "field": self.field, "detail": self.detail}
 
 
 @dataclass(slots=True)
@@ -62,14 +49,6 @@ class Hit:
     token: str | None
     marketing: bool
     props: dict[str, str]
-
-
-def check_content_type(value: str | None) -> None:
-    media = (value or "text/plain").split(";", 1)[0].strip().lower()
-    if media not in ACCEPTED_TYPES:
-        raise Rejected(
-            DropReason.UNSUPPORTED_MEDIA_TYPE, 415, "content-type", f"send {' or '.join(ACCEPTED_TYPES)}"
-        )
 
 
 def parse_body(body: bytes) -> list[Hit]:
@@ -180,7 +159,7 @@ def parse_event(ev: dict[str, Any], prefix: str) -> Hit:
 def _parses(url: str, need_host: bool) -> bool:
     """urlsplit raises on some inputs (``http://[x/``, NFKC look-alikes in the host).
 
-    Cached like :func:`pixel_server.enrich.parse_url`: urlsplit's own cache holds 128
+    Cached like :func:`pixel_server.ingest.enrich.parse_url`: urlsplit's own cache holds 128
     URLs, and uncached this check cost 8 µs an event (bench/README.md)."""
     try:
         parts = urlsplit(url)

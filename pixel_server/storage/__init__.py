@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from pixel_server.storage.base import Store, StoreError, StoreLockedError
 
 if TYPE_CHECKING:
-    from pixel_server.settings import Settings
+    from pixel_server.core.settings import Settings
 
 BACKENDS: dict[str, str] = {
     "chdb": "pixel_server.storage.chdb_store:ChdbStore",

@@ -11,53 +11,19 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any, Protocol
+from typing import Any
 
 import orjson
 
+from pixel_server.core.store import Store, StoreError, StoreLockedError
+
 TABLES = ("events", "consent_log")
+
+__all__ = ["READ_SETTINGS", "TABLES", "Store", "StoreBase", "StoreError", "StoreLockedError"]
 MIGRATIONS_TABLE = "schema_migrations"
 
 # Output settings applied to every read: dates leave ClickHouse as ISO-8601 UTC.
 READ_SETTINGS = {"date_time_output_format": "iso", "output_format_json_quote_64bit_integers": 0}
-
-
-class StoreError(RuntimeError):
-    """The store could not be reached or refused a statement."""
-
-
-class StoreLockedError(StoreError):
-    """The embedded store's data path is held by another process."""
-
-
-class Store(Protocol):
-    database: str
-
-    def migrate(self) -> list[str]:
-        """Apply pending schema versions; return the names applied now."""
-        ...
-
-    def insert(self, table: str, rows: Sequence[Mapping[str, Any]]) -> None:
-        """Insert rows (JSON-ready dicts) into an allow-listed table."""
-        ...
-
-    def insert_jsonl(self, table: str, data: bytes) -> None:
-        """Insert JSONEachRow bytes as they are (the spool's segments) into an allow-listed table."""
-        ...
-
-    def query(self, sql: str, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
-        """Run a read; ``${db}`` in ``sql`` is the configured database."""
-        ...
-
-    def execute(self, sql: str, params: Mapping[str, Any] | None = None) -> None:
-        """Run a statement that returns nothing (DDL, mutations)."""
-        ...
-
-    def ping(self) -> None:
-        """Raise :class:`StoreError` unless the store answers."""
-        ...
-
-    def close(self) -> None: ...
 
 
 class StoreBase:

@@ -21,7 +21,7 @@ from pixel_server.storage.base import (
 )
 
 if TYPE_CHECKING:
-    from pixel_server.settings import Settings
+    from pixel_server.core.settings import Settings
 
 
 class ClickHouseStore(StoreBase):

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import BrowserContext, Route
 
-from tests.conftest import CHROMIUM_PATH, DESKTOP_UA, LiveServer
+from tests.harness import CHROMIUM_PATH, DESKTOP_UA, LiveServer
 
 ARGS = [
     "--headless",

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
-from pixel_server.channels import REGISTRY
+from pixel_server.core.channels import REGISTRY
 from tests.browser.conftest import ThirdParty
-from tests.conftest import DESKTOP_UA, TEST_CHANNELS, LiveServer
+from tests.harness import DESKTOP_UA, TEST_CHANNELS, LiveServer
 
 SHOP = "jobb/4711/banner_shop.html"
 TEST = "jobb/4711/banner_test.html"

@@ -11,7 +11,7 @@ from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import BrowserContext, Page, expect
 
 from tests.browser.conftest import ThirdParty
-from tests.conftest import LiveServer
+from tests.harness import LiveServer
 
 SHOP = "jobb/4711/banner_shop.html"
 LAYER1 = "dialog.jpb-1"

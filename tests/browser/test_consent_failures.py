@@ -33,7 +33,7 @@ from tests.browser.test_consent_flow import (
     rows,
     wait_until,
 )
-from tests.conftest import LiveServer
+from tests.harness import LiveServer
 
 FAILED = "Valget ditt ble ikke lagret"  # texts/nb.json "failed"
 CONSENT_UPDATES = "dataLayer.filter(a => a[0] == 'consent' && a[1] == 'update').map(a => a[2])"

@@ -17,11 +17,11 @@ import pytest
 from playwright.sync_api import BrowserContext, Page, expect
 
 from tests.browser.conftest import ThirdParty
-from tests.conftest import TEST_CHANNELS, LiveServer
+from tests.harness import TEST_CHANNELS, LiveServer
 
 SHOP = "jobb/4711/banner_shop.html"
 TEST = "jobb/4711/banner_test.html"
-# the configured channels' script hosts (pixel_server.channels), for site "shop"
+# the configured channels' script hosts (pixel_server.core.channels), for site "shop"
 TAG_HOSTS = {
     "www.googletagmanager.com",
     "connect.facebook.net",

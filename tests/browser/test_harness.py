@@ -2,7 +2,7 @@
 
 from playwright.sync_api import Page, expect
 
-from tests.conftest import LiveServer
+from tests.harness import LiveServer
 
 
 def test_partner_page_reaches_pixel_server(page: Page, pixel_server: LiveServer) -> None:

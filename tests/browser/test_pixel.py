@@ -21,7 +21,7 @@ import pytest
 from playwright.sync_api import BrowserContext, Error, Page, Request
 
 from tests.browser.conftest import ThirdParty
-from tests.conftest import LiveServer
+from tests.harness import LiveServer
 
 AD_PATH = "/jobb/4711/pixel_ad.html"
 T0 = 1_790_000_000  # the fake clock's start, epoch seconds

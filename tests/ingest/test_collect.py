@@ -10,8 +10,8 @@ from typing import Any
 import httpx
 import pytest
 
-from pixel_server.identity import VisitorTokens
-from tests.conftest import DESKTOP_UA, SIGNING_KEY, LiveServer
+from pixel_server.core.grant import VisitorTokens
+from tests.harness import DESKTOP_UA, SIGNING_KEY, LiveServer
 
 
 def event(pixel_server: LiveServer, token: str, **fields: Any) -> dict[str, Any]:

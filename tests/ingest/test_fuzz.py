@@ -10,8 +10,8 @@ import httpx
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pixel_server.identity import VisitorTokens
-from tests.conftest import DESKTOP_UA, SIGNING_KEY, LiveServer
+from pixel_server.core.grant import VisitorTokens
+from tests.harness import DESKTOP_UA, SIGNING_KEY, LiveServer
 
 scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=80)
 values = st.recursive(

@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from pixel_server.storage.chdb_store import ChdbStore
-from tests.conftest import DESKTOP_UA, SIGNING_KEY, free_port
+from tests.harness import DESKTOP_UA, SIGNING_KEY, free_port
 
 ORIGIN = "https://jobs.example.test"
 

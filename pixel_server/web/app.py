@@ -14,20 +14,22 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from pixel_server import assets, consent
-from pixel_server.http import json_response
-from pixel_server.identity import VisitorTokens
-from pixel_server.ingest.pipeline import JobpixelApp, collect
-from pixel_server.metrics import CONTENT_TYPE_LATEST, Metrics
-from pixel_server.settings import Settings
-from pixel_server.spool import Spool
-from pixel_server.state import State
+from pixel_server.consent import api as consent
+from pixel_server.core.grant import VisitorTokens
+from pixel_server.core.http import json_response
+from pixel_server.core.journal import Spool
+from pixel_server.core.metrics import CONTENT_TYPE_LATEST, Metrics
+from pixel_server.core.settings import Settings
+from pixel_server.core.state import State
+from pixel_server.ingest.pipeline import collect
 from pixel_server.storage import StoreError, StoreLockedError, open_store
-from pixel_server.writer import Writer
+from pixel_server.storage.loader import Writer
+from pixel_server.web import assets
+from pixel_server.web.frontdoor import JobpixelApp
 
 log = logging.getLogger("jobpixel")
 
-DEMO_DIR = Path(__file__).resolve().parent.parent / "demo"
+DEMO_DIR = Path(__file__).resolve().parent / "demo"
 STORE_RETRY_S = 5.0
 
 

@@ -1,8 +1,15 @@
-"""The closed set of reasons an event is not stored; each is counted in metrics."""
+"""The error vocabulary every floor shares.
+
+- :class:`DropReason`: the closed set of reasons an event (or a request) is not stored; each is counted.
+- :class:`Rejected`: a request refused at the edge; becomes a 4xx/5xx JSON body naming the field.
+- store failures live with the store protocol (:mod:`pixel_server.core.store`).
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 
 class DropReason(StrEnum):
@@ -14,3 +21,15 @@ class DropReason(StrEnum):
     NO_CONSENT = "no_consent"  # 403: no valid visitor token (issued only with statistics consent)
     BOT = "bot"  # 200 with nothing stored: crawlers, monitors, headless browsers
     UNAVAILABLE = "unavailable"  # 503: the spool could not write (disk full); nothing acknowledged
+
+
+@dataclass(frozen=True)
+class Rejected(Exception):
+    reason: DropReason
+    status: int
+    field: str | None
+    detail: str
+    events: int = 1
+
+    def body(self) -> dict[str, Any]:
+        return {"error": self.reason.value, "field": self.field, "detail": self.detail}

@@ -7,7 +7,7 @@ import gzip
 import httpx
 import pytest
 
-from tests.conftest import LiveServer
+from tests.harness import LiveServer
 
 
 @pytest.mark.parametrize("path", ["/p.js", "/b.js"])
@@ -61,7 +61,7 @@ def test_health_ready_metrics(pixel_server: LiveServer) -> None:
 
 
 def test_comment_only_lines_are_stripped_and_code_kept() -> None:
-    from pixel_server.assets import strip_comment_lines
+    from pixel_server.web.assets import strip_comment_lines
 
     src = b"""/**
  * JSDoc
@@ -83,7 +83,7 @@ function f() { return a + b; }
 
 
 def test_served_scripts_are_the_sources_without_comment_lines(pixel_server: LiveServer) -> None:
-    from pixel_server.assets import PIXEL_PATH
+    from pixel_server.web.assets import PIXEL_PATH
 
     served = httpx.get(pixel_server.url + "/p.js").text
     assert "/**" not in served and len(served) < len(PIXEL_PATH.read_text())

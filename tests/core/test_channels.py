@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from pixel_server.channels import REGISTRY, public_channel, validate_channel_config
+from pixel_server.core.channels import REGISTRY, public_channel, validate_channel_config
 
 CHANNELS = ["ga4", "meta", "linkedin", "snapchat", "bidtheatre"]
 

@@ -14,7 +14,7 @@ from prometheus_client import (
 )
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from pixel_server.ingest.reasons import DropReason
+from pixel_server.core.errors import DropReason
 
 __all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
 

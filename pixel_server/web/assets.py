@@ -19,14 +19,13 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from pixel_server import channels
-from pixel_server.http import json_response
-from pixel_server.settings import LANGS, Site
-from pixel_server.state import State
+from pixel_server.core import channels
+from pixel_server.core.http import json_response
+from pixel_server.core.settings import LANGS, Site
+from pixel_server.core.state import State
 
-ROOT = Path(__file__).resolve().parent.parent
-PIXEL_PATH = ROOT / "static" / "js" / "p.js"
-BANNER_DIR = ROOT / "consent_banner"
+PIXEL_PATH = Path(__file__).resolve().parent / "static" / "p.js"
+BANNER_DIR = Path(__file__).resolve().parent.parent / "consent" / "banner"
 
 SCRIPT_CACHE = "public, max-age=3600, stale-while-revalidate=86400"
 CONFIG_CACHE = "public, max-age=300"

@@ -18,7 +18,7 @@ from types import MappingProxyType
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pixel_server import channels
+from pixel_server.core import channels
 
 StorageBackend = Literal["chdb", "clickhouse"]
 STORAGE_BACKENDS: tuple[StorageBackend, ...] = ("chdb", "clickhouse")

@@ -10,8 +10,8 @@ from typing import Any
 import httpx
 import pytest
 
-from pixel_server.consent import consent_rates
-from tests.conftest import DESKTOP_UA, LiveServer
+from pixel_server.consent.api import consent_rates
+from tests.harness import DESKTOP_UA, LiveServer
 
 
 def choice(**fields: Any) -> dict[str, Any]:

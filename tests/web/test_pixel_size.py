@@ -1,14 +1,14 @@
 """The pixel's size budget (issue #3): p.js ≤ 2,000 bytes gzipped, as the page downloads it.
 
 The server serves ``static/js/p.js`` without its comment-only lines
-(:func:`pixel_server.assets.pixel_bundle`), gzipped at level 9; that is what is measured.
+(:func:`pixel_server.web.assets.pixel_bundle`), gzipped at level 9; that is what is measured.
 """
 
 from __future__ import annotations
 
 import gzip
 
-from pixel_server.assets import PIXEL_PATH, Assets, pixel_bundle
+from pixel_server.web.assets import PIXEL_PATH, Assets, pixel_bundle
 
 BUDGET = 2000
 

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pixel_server.identity import VisitorTokens
-from pixel_server.metrics import Metrics
-from pixel_server.settings import Settings
-from pixel_server.spool import Spool
-from pixel_server.storage import Store
-from pixel_server.writer import Writer
+from pixel_server.core.grant import VisitorTokens
+from pixel_server.core.journal import Spool
+from pixel_server.core.metrics import Metrics
+from pixel_server.core.settings import Settings
+from pixel_server.core.store import Loader, Store
 
 
 @dataclass
@@ -19,5 +18,5 @@ class State:
     metrics: Metrics
     spool: Spool
     store: Store | None = None
-    writer: Writer | None = None
+    writer: Loader | None = None
     store_error: str | None = None

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import httpx
 
-from pixel_server import settings as settings_mod
-from pixel_server.settings import Settings
-from tests.conftest import DESKTOP_UA, SIGNING_KEY, LiveServer, PartnerSite, config_dict, free_port
+from pixel_server.core import settings as settings_mod
+from pixel_server.core.settings import Settings
+from tests.harness import DESKTOP_UA, SIGNING_KEY, LiveServer, PartnerSite, config_dict, free_port
 
 
 class StoreDownServer(LiveServer):

@@ -17,14 +17,13 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from pixel_server.enrich import parse_user_agent
-from pixel_server.http import cors_headers, json_response, read_capped
-from pixel_server.ingest.reasons import DropReason
-from pixel_server.ingest.request import Rejected, check_content_type
-from pixel_server.settings import LANGS
-from pixel_server.spool import SpoolError
-from pixel_server.state import State
-from pixel_server.storage import Store, StoreError
+from pixel_server.core.errors import DropReason, Rejected
+from pixel_server.core.http import check_content_type, cors_headers, json_response, read_capped
+from pixel_server.core.journal import SpoolError
+from pixel_server.core.settings import LANGS
+from pixel_server.core.state import State
+from pixel_server.core.store import Store, StoreError
+from pixel_server.ingest.enrich import parse_user_agent
 
 ACTIONS = ("accept_all", "reject_all", "custom", "withdraw", "expired")
 CATEGORIES = ("necessary", "statistics", "marketing")

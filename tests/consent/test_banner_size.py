@@ -8,7 +8,7 @@ import json
 import random
 from pathlib import Path
 
-from pixel_server.assets import BANNER_DIR, banner_bundle
+from pixel_server.web.assets import BANNER_DIR, banner_bundle
 
 BUDGET = 8_000
 LANGS = ("nb", "nn", "en")

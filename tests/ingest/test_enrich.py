@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pixel_server.enrich import parse_url, parse_user_agent, referrer_domain
+from pixel_server.ingest.enrich import parse_url, parse_user_agent, referrer_domain
 
 UA = {
     "win_chrome": "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
@@ -81,7 +81,7 @@ def test_url_utm_and_click_ids() -> None:
     ],
 )
 def test_without_click_ids(url: str, expected: str) -> None:
-    from pixel_server.enrich import without_click_ids
+    from pixel_server.ingest.enrich import without_click_ids
 
     assert without_click_ids(url) == expected
 

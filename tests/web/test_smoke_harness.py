@@ -1,4 +1,4 @@
-from tests.conftest import LiveServer
+from tests.harness import LiveServer
 
 
 def test_harness_roundtrip(pixel_server: LiveServer) -> None:

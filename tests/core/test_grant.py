@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from pixel_server.identity import VisitorTokens
+from pixel_server.core.grant import VisitorTokens
 
 OLD, NEW = "old-key-0123456789abcdef", "new-key-0123456789abcdef"
 

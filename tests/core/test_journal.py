@@ -12,11 +12,11 @@ from typing import Any
 import orjson
 import pytest
 
-from pixel_server.metrics import Metrics
-from pixel_server.spool import Spool, SpoolError
+from pixel_server.core.journal import Spool, SpoolError
+from pixel_server.core.metrics import Metrics
 from pixel_server.storage.chdb_store import ChdbStore
-from pixel_server.writer import Writer
-from tests.conftest import run_async
+from pixel_server.storage.loader import Writer
+from tests.harness import run_async
 
 
 def rows(n: int, start: int = 0) -> list[dict[str, Any]]:

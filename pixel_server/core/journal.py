@@ -14,7 +14,7 @@ release the GIL, so the writer thread's ClickHouse inserts go on meanwhile.
 
 A segment is numbered; it holds one file per table, ``NNNNNNNNNNNN.<table>.jsonl``,
 of JSONEachRow lines, exactly the bytes ClickHouse is sent: the loader
-(:mod:`pixel_server.writer`) never parses a row in Python, which would hold the
+(:mod:`pixel_server.storage.loader`) never parses a row in Python, which would hold the
 GIL the requests need. It seals the open segment, inserts sealed ones and
 deletes a segment only after every table's insert succeeded. On start every
 segment left behind is sealed and loaded. A torn last line (a crash mid-write)

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from pixel_server import cli
-from pixel_server import settings as s
-from tests.conftest import SIGNING_KEY, config_dict
+from pixel_server.core import settings as s
+from tests.harness import SIGNING_KEY, config_dict
 
 ENV = {s.SIGNING_KEYS_ENV: SIGNING_KEY}
 
@@ -105,7 +105,7 @@ def test_check_config_command(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv(s.SIGNING_KEYS_ENV, SIGNING_KEY)
-    good = Path(__file__).parent.parent / "demo" / "jobpixel.demo.toml"
+    good = Path(__file__).parents[2] / "pixel_server" / "web" / "demo" / "jobpixel.demo.toml"
     assert cli.main(["check-config", "--config", str(good)]) == 0
     assert "site demo" in capsys.readouterr().out
     bad = tmp_path / "bad.toml"
@@ -117,6 +117,6 @@ def test_check_config_command(
 
 
 def test_example_config_is_valid(monkeypatch: pytest.MonkeyPatch) -> None:
-    example = Path(__file__).parent.parent / "jobpixel.example.toml"
+    example = Path(__file__).parents[2] / "jobpixel.example.toml"
     st = s.load(example, ENV)
     assert st.sites

@@ -18,11 +18,11 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
-from pixel_server.spool import Segment, Spool, count_rows
-from pixel_server.storage import Store, StoreError
+from pixel_server.core.journal import Segment, Spool, count_rows
+from pixel_server.core.store import Store, StoreError
 
 if TYPE_CHECKING:
-    from pixel_server.metrics import Metrics
+    from pixel_server.core.metrics import Metrics
 
 log = logging.getLogger("jobpixel.writer")
 

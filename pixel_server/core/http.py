@@ -10,8 +10,18 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive
 
-from pixel_server.ingest.reasons import DropReason
-from pixel_server.ingest.request import MAX_BODY, Rejected
+from pixel_server.core.errors import DropReason, Rejected
+
+MAX_BODY = 64 * 1024
+ACCEPTED_TYPES = ("text/plain", "application/json")
+
+
+def check_content_type(value: str | None) -> None:
+    media = (value or "text/plain").split(";", 1)[0].strip().lower()
+    if media not in ACCEPTED_TYPES:
+        raise Rejected(
+            DropReason.UNSUPPORTED_MEDIA_TYPE, 415, "content-type", f"send {' or '.join(ACCEPTED_TYPES)}"
+        )
 
 
 def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:

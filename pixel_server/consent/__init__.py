@@ -1,0 +1,1 @@
+"""``/consent``: the consent log, grants and revocation; the banner it serves (``banner/``)."""

@@ -1,0 +1,1 @@
+"""The front door: the ASGI entry, routes, HTTP assets (the pixel, the demo)."""
