@@ -187,8 +187,8 @@ class LiveServer:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout=30)
 
     def flush(self) -> None:
-        assert self.state.writer is not None, "store not connected"
-        self.run(self.state.writer.flush())
+        assert self.state.loader is not None, "store not connected"
+        self.run(self.state.loader.flush())
 
     def query(self, sql: str, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
         self.flush()

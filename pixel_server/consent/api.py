@@ -19,7 +19,7 @@ from starlette.responses import Response
 
 from pixel_server.core.errors import DropReason, Rejected
 from pixel_server.core.http import check_content_type, cors_headers, json_response, read_capped
-from pixel_server.core.journal import SpoolError
+from pixel_server.core.journal import JournalError
 from pixel_server.core.settings import LANGS
 from pixel_server.core.state import State
 from pixel_server.core.store import Store, StoreError
@@ -140,8 +140,8 @@ async def post_consent(request: Request) -> Response:
         "retention_days": site.consent_log_days,
     }
     try:
-        await state.spool.append("consent_log", [row])
-    except SpoolError as exc:
+        await state.journal.append("consent_log", [row])
+    except JournalError as exc:
         state.metrics.drop(DropReason.UNAVAILABLE)
         return json_response({"error": "unavailable", "field": None, "detail": str(exc)}, 503, headers)
     state.metrics.consent_choices.labels(site.id, choice["action"]).inc()
@@ -180,13 +180,13 @@ async def get_history(request: Request) -> Response:
         return json_response(
             {"error": "invalid", "field": "consent_id", "detail": "must be a UUID"}, 400, headers
         )
-    if state.store is None or state.writer is None:
+    if state.store is None or state.loader is None:
         return json_response(
             {"error": "unavailable", "field": None, "detail": "store unavailable"}, 503, headers
         )
     try:
-        if state.spool.rows_pending:
-            await state.writer.next_flush()  # show a choice made a moment ago (shared, not forced)
+        if state.journal.rows_pending:
+            await state.loader.next_flush()  # show a choice made a moment ago (shared, not forced)
         rows = await asyncio.to_thread(state.store.query, HISTORY_SQL, {"site": site.id, "cid": cid})
     except StoreError:
         return json_response(

@@ -1,6 +1,6 @@
 """The durable spool: a 2xx means the event is on disk.
 
-Requests hand their rows to :meth:`Spool.append` and wait. One commit task
+Requests hand their rows to :meth:`Journal.append` and wait. One commit task
 takes everything pending, writes it to the open segment with a single
 ``write`` + ``fdatasync``, and then wakes all of them: group commit, one fsync
 for many requests (the PostgreSQL/InnoDB technique). While one commit runs,
@@ -41,7 +41,7 @@ SEGMENT_SUFFIX = ".jsonl"
 _NAME_RE = re.compile(r"^(\d{12})\.([a-z_]+)\.jsonl$")
 
 
-class SpoolError(OSError):
+class JournalError(OSError):
     """The spool could not make rows durable (disk full, I/O error)."""
 
 
@@ -91,7 +91,7 @@ class _Written:
     started: float
 
 
-class Spool:
+class Journal:
     def __init__(
         self,
         directory: Path,
@@ -122,7 +122,7 @@ class Spool:
     # -- request side -------------------------------------------------------
 
     async def append(self, table: str, rows: Sequence[Mapping[str, Any]]) -> None:
-        """Return once ``rows`` are on disk; raise :class:`SpoolError` if they cannot be."""
+        """Return once ``rows`` are on disk; raise :class:`JournalError` if they cannot be."""
         if len(rows) == 1:  # most requests: one sendBeacon event
             lines = orjson.dumps(rows[0], option=orjson.OPT_APPEND_NEWLINE)
         else:
@@ -169,7 +169,7 @@ class Spool:
                     self._unsynced.append(written)
                     self._cond.notify()
         except OSError as exc:
-            self._done(written, SpoolError(f"spool write failed: {exc}"))
+            self._done(written, JournalError(f"spool write failed: {exc}"))
             return
         self._ensure_syncer()
 
@@ -228,11 +228,11 @@ class Spool:
                 error = exc
             finally:
                 for w in batch:
-                    err = SpoolError(f"spool fsync failed: {error}") if error else None
+                    err = JournalError(f"spool fsync failed: {error}") if error else None
                     with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting any more
                         w.loop.call_soon_threadsafe(self._done, w, err)
 
-    def _done(self, written: _Written, error: SpoolError | None) -> None:
+    def _done(self, written: _Written, error: JournalError | None) -> None:
         if error is None and self._on_commit is not None:
             self._on_commit(time.perf_counter() - written.started, len(written.futures))
         for fut in written.futures:

@@ -86,8 +86,8 @@ class Settings:
     config_path: Path | None = None
 
     @property
-    def spool_dir(self) -> Path:
-        return self.data_dir / "spool"
+    def journal_dir(self) -> Path:
+        return self.data_dir / "journal"
 
     @property
     def resolved_chdb_path(self) -> Path:

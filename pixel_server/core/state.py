@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pixel_server.core.grant import VisitorTokens
-from pixel_server.core.journal import Spool
+from pixel_server.core.journal import Journal
 from pixel_server.core.metrics import Metrics
 from pixel_server.core.settings import Settings
 from pixel_server.core.store import Loader, Store
@@ -16,7 +16,7 @@ class State:
     settings: Settings
     tokens: VisitorTokens
     metrics: Metrics
-    spool: Spool
+    journal: Journal
     store: Store | None = None
-    writer: Loader | None = None
+    loader: Loader | None = None
     store_error: str | None = None

@@ -21,7 +21,7 @@ from starlette.types import Receive, Send
 from pixel_server.core.errors import DropReason, Rejected
 from pixel_server.core.grant import Visitor
 from pixel_server.core.http import check_content_type, cors_for, read_body
-from pixel_server.core.journal import SpoolError
+from pixel_server.core.journal import JournalError
 from pixel_server.core.settings import Site
 from pixel_server.core.state import State
 from pixel_server.ingest.enrich import (
@@ -176,8 +176,8 @@ async def process(state: State, headers: dict[str, str], receive: Receive) -> Re
             )
         return exc.status, orjson.dumps(exc.body()), cors
     try:
-        await state.spool.append("events", batch.rows)
-    except SpoolError as exc:
+        await state.journal.append("events", batch.rows)
+    except JournalError as exc:
         metrics.drop(DropReason.UNAVAILABLE, len(batch.rows))
         body = orjson.dumps({"error": "unavailable", "field": None, "detail": str(exc)})
         return 503, body, {"Retry-After": "5"}
@@ -186,8 +186,8 @@ async def process(state: State, headers: dict[str, str], receive: Receive) -> Re
     else:
         for site_id in batch.sites:
             metrics.accept(site_id, sum(1 for h in batch.hits if h.site == site_id))
-    if state.writer is not None:
-        state.writer.nudge()
+    if state.loader is not None:
+        state.loader.nudge()
     return 204, b"", _cors(headers, batch)
 
 

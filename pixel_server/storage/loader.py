@@ -18,7 +18,7 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
-from pixel_server.core.journal import Segment, Spool, count_rows
+from pixel_server.core.journal import Journal, Segment, count_rows
 from pixel_server.core.store import Store, StoreError
 
 if TYPE_CHECKING:
@@ -29,11 +29,11 @@ log = logging.getLogger("jobpixel.writer")
 QUARANTINE_AFTER = 5
 
 
-class Writer:
+class Loader:
     def __init__(
-        self, spool: Spool, store: Store, metrics: Metrics, interval_s: float, max_rows: int
+        self, journal: Journal, store: Store, metrics: Metrics, interval_s: float, max_rows: int
     ) -> None:
-        self.spool = spool
+        self.journal = journal
         self.store = store
         self.metrics = metrics
         self.interval_s = interval_s
@@ -62,7 +62,7 @@ class Writer:
 
     def nudge(self) -> None:
         """Called after appends: flush early when enough rows are waiting."""
-        if self.spool.rows_pending >= self.max_rows:
+        if self.journal.rows_pending >= self.max_rows:
             self._wake.set()
 
     async def flush(self) -> int:
@@ -103,12 +103,12 @@ class Writer:
 
     def _flush_sync(self) -> int:
         with self._lock:
-            self.spool.rotate()
+            self.journal.rotate()
             loaded = 0
-            for segment in self.spool.sealed():
+            for segment in self.journal.sealed():
                 loaded += self._load(segment)
-        self.metrics.spool_rows.set(self.spool.rows_pending)
-        self.metrics.spool_bytes.set(self.spool.bytes_pending)
+        self.metrics.spool_rows.set(self.journal.rows_pending)
+        self.metrics.spool_bytes.set(self.journal.bytes_pending)
         return loaded
 
     def _load(self, segment: Segment) -> int:
@@ -131,7 +131,7 @@ class Writer:
         self.metrics.flush_rows.observe(rows)
         if torn:
             self.metrics.spool_torn_lines.inc(torn)
-        self.spool.remove(segment, rows)
+        self.journal.remove(segment, rows)
         self._failures.pop(segment.seq, None)
         self.last_error = None
         self.last_success = time.time()
@@ -169,7 +169,7 @@ class Writer:
             return a_ok + b_ok, a_bad + b_bad
 
     def _quarantine(self, seq: int, refused: dict[str, list[bytes]]) -> None:
-        target = self.spool.dir / "quarantine"
+        target = self.journal.dir / "quarantine"
         target.mkdir(exist_ok=True)
         for table, lines in refused.items():
             with (target / f"{seq:012d}.{table}.jsonl").open("ab") as fh:

@@ -17,13 +17,13 @@ from starlette.staticfiles import StaticFiles
 from pixel_server.consent import api as consent
 from pixel_server.core.grant import VisitorTokens
 from pixel_server.core.http import json_response
-from pixel_server.core.journal import Spool
+from pixel_server.core.journal import Journal
 from pixel_server.core.metrics import CONTENT_TYPE_LATEST, Metrics
 from pixel_server.core.settings import Settings
 from pixel_server.core.state import State
 from pixel_server.ingest.pipeline import collect
 from pixel_server.storage import StoreError, StoreLockedError, open_store
-from pixel_server.storage.loader import Writer
+from pixel_server.storage.loader import Loader
 from pixel_server.web import assets
 from pixel_server.web.frontdoor import JobpixelApp
 
@@ -39,7 +39,7 @@ def create_app(settings: Settings, *, demo: bool = False) -> JobpixelApp:
         settings=settings,
         tokens=VisitorTokens(settings.signing_keys, settings.token_days),
         metrics=metrics,
-        spool=Spool(settings.spool_dir, on_commit=metrics.observe_commit),
+        journal=Journal(settings.journal_dir, on_commit=metrics.observe_commit),
     )
     all_origins = frozenset(o for s in settings.sites.values() for o in s.origins)
 
@@ -60,12 +60,12 @@ def create_app(settings: Settings, *, demo: bool = False) -> JobpixelApp:
             if retry is not None:
                 retry.cancel()
             try:
-                if state.writer is not None:
-                    await state.writer.stop()  # a last drain; what fails stays spooled for the next start
+                if state.loader is not None:
+                    await state.loader.stop()  # a last drain; what fails stays spooled for the next start
             except Exception as exc:
                 log.warning("shutdown: spool not fully drained (%s); it is loaded at the next start", exc)
             finally:
-                state.spool.close()
+                state.journal.close()
                 if state.store is not None:
                     await asyncio.to_thread(state.store.close)
                     state.store = None
@@ -89,9 +89,9 @@ def create_app(settings: Settings, *, demo: bool = False) -> JobpixelApp:
         body = {
             "store": "ok",
             "backend": settings.storage_backend,
-            "spool_rows": state.spool.rows_pending,
-            "spool_bytes": state.spool.bytes_pending,
-            "last_flush_error": state.writer.last_error if state.writer else None,
+            "spool_rows": state.journal.rows_pending,
+            "spool_bytes": state.journal.bytes_pending,
+            "last_flush_error": state.loader.last_error if state.loader else None,
         }
         try:
             if state.store is None:
@@ -103,8 +103,8 @@ def create_app(settings: Settings, *, demo: bool = False) -> JobpixelApp:
         return json_response({"status": "ready", **body}, 200, {"Cache-Control": "no-store"})
 
     async def metrics_route(request: Request) -> Response:
-        metrics.spool_rows.set(state.spool.rows_pending)
-        metrics.spool_bytes.set(state.spool.bytes_pending)
+        metrics.spool_rows.set(state.journal.rows_pending)
+        metrics.spool_bytes.set(state.journal.bytes_pending)
         return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     routes: list[BaseRoute] = [
@@ -145,14 +145,14 @@ async def _connect(state: State) -> None:
     await asyncio.to_thread(open_and_migrate)
     state.store_error = None
     assert state.store is not None
-    state.writer = Writer(
-        state.spool,
+    state.loader = Loader(
+        state.journal,
         state.store,
         state.metrics,
         state.settings.flush_interval_s,
         state.settings.flush_max_rows,
     )
-    state.writer.start()
+    state.loader.start()
 
 
 async def _connect_later(state: State) -> None:

@@ -12,10 +12,10 @@ from typing import Any
 import orjson
 import pytest
 
-from pixel_server.core.journal import Spool, SpoolError
+from pixel_server.core.journal import Journal, JournalError
 from pixel_server.core.metrics import Metrics
 from pixel_server.storage.chdb_store import ChdbStore
-from pixel_server.storage.loader import Writer
+from pixel_server.storage.loader import Loader
 from tests.harness import run_async
 
 
@@ -23,7 +23,7 @@ def rows(n: int, start: int = 0) -> list[dict[str, Any]]:
     return [{"i": start + k} for k in range(n)]
 
 
-def read_all(spool: Spool, table: str = "events") -> list[int]:
+def read_all(spool: Journal, table: str = "events") -> list[int]:
     out = []
     for seg in spool.sealed():
         tables, _ = seg.read()
@@ -33,7 +33,7 @@ def read_all(spool: Spool, table: str = "events") -> list[int]:
 
 def test_group_commit_makes_many_requests_durable_with_few_fsyncs(tmp_path: Path) -> None:
     groups: list[int] = []
-    spool = Spool(tmp_path, on_commit=lambda s, n: groups.append(n))
+    spool = Journal(tmp_path, on_commit=lambda s, n: groups.append(n))
 
     async def main() -> None:
         await asyncio.gather(*(spool.append("events", rows(1, i)) for i in range(200)))
@@ -47,7 +47,7 @@ def test_group_commit_makes_many_requests_durable_with_few_fsyncs(tmp_path: Path
 
 
 def test_tables_go_to_their_own_files_in_one_commit(tmp_path: Path) -> None:
-    spool = Spool(tmp_path)
+    spool = Journal(tmp_path)
 
     async def main() -> None:
         await asyncio.gather(spool.append("events", rows(2)), spool.append("consent_log", rows(1, 7)))
@@ -60,16 +60,16 @@ def test_tables_go_to_their_own_files_in_one_commit(tmp_path: Path) -> None:
 
 
 def test_leftover_segments_are_sealed_and_counted_on_start(tmp_path: Path) -> None:
-    first = Spool(tmp_path)
+    first = Journal(tmp_path)
     run_async(first.append("events", rows(3)))
     # no rotate, no close: as after SIGKILL
-    second = Spool(tmp_path)
+    second = Journal(tmp_path)
     assert second.rows_pending == 3
     assert read_all(second) == [0, 1, 2]
 
 
 def test_torn_last_line_is_skipped_and_the_rest_loads(tmp_path: Path) -> None:
-    spool = Spool(tmp_path)
+    spool = Journal(tmp_path)
     run_async(spool.append("events", rows(2)))
     spool.rotate()
     [seg] = spool.sealed()
@@ -77,11 +77,11 @@ def test_torn_last_line_is_skipped_and_the_rest_loads(tmp_path: Path) -> None:
         fh.write(b'{"i":99')  # a crash in the middle of a write
     tables, torn = seg.read()
     assert tables["events"] == b'{"i":0}\n{"i":1}\n' and torn == 1
-    assert Spool(tmp_path).rows_pending == 2
+    assert Journal(tmp_path).rows_pending == 2
 
 
 def test_failed_write_is_reported_and_cut_off(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    spool = Spool(tmp_path)
+    spool = Journal(tmp_path)
     run_async(spool.append("events", rows(1)))
     real_write = os.write
     calls = {"n": 0}
@@ -93,7 +93,7 @@ def test_failed_write_is_reported_and_cut_off(tmp_path: Path, monkeypatch: pytes
         raise OSError(28, "No space left on device")  # ... then the disk is full
 
     monkeypatch.setattr(os, "write", half_then_fail)
-    with pytest.raises(SpoolError, match="No space left"):
+    with pytest.raises(JournalError, match="No space left"):
         run_async(spool.append("events", rows(1, 1)))
     monkeypatch.setattr(os, "write", real_write)
     run_async(spool.append("events", rows(1, 2)))
@@ -112,8 +112,8 @@ def test_concurrent_flushes_load_each_segment_once(tmp_path: Path) -> None:
     store = SlowStore(tmp_path / "chdb")
     try:
         store.migrate()
-        spool = Spool(tmp_path / "spool")
-        writer = Writer(spool, store, Metrics(), interval_s=60, max_rows=10**6)
+        spool = Journal(tmp_path / "spool")
+        writer = Loader(spool, store, Metrics(), interval_s=60, max_rows=10**6)
         row = {
             "choice_id": "7f1c2b8e-1111-4a4a-9b9b-123456789abc",
             "consent_id": "7f1c2b8e-1111-4a4a-9b9b-123456789abd",
@@ -152,8 +152,8 @@ def test_store_outage_keeps_rows_spooled_until_it_answers(tmp_path: Path) -> Non
     store = ChdbStore(tmp_path / "chdb")
     try:
         store.migrate()
-        spool = Spool(tmp_path / "spool")
-        writer = Writer(spool, store, Metrics(), interval_s=60, max_rows=10**6)
+        spool = Journal(tmp_path / "spool")
+        writer = Loader(spool, store, Metrics(), interval_s=60, max_rows=10**6)
         down = threading.Event()
         down.set()
         real_insert = store.insert_jsonl
@@ -201,7 +201,7 @@ def test_acknowledged_only_after_fdatasync(tmp_path: Path, monkeypatch: pytest.M
         synced.append(fd)
 
     monkeypatch.setattr(os, "fdatasync", slow_sync)
-    spool = Spool(tmp_path)
+    spool = Journal(tmp_path)
 
     async def main() -> tuple[bool, bool]:
         task = asyncio.create_task(spool.append("events", rows(1)))
@@ -224,7 +224,7 @@ def test_depth_counters_survive_a_load_before_the_sync(
     late acknowledgement added the rows back: /readyz showed a spool that was empty."""
     real = os.fdatasync
     monkeypatch.setattr(os, "fdatasync", lambda fd: (time.sleep(0.1), real(fd))[1])
-    spool = Spool(tmp_path)
+    spool = Journal(tmp_path)
 
     async def main() -> None:
         task = asyncio.create_task(spool.append("events", rows(3)))
@@ -245,9 +245,9 @@ def test_one_refused_row_does_not_cost_the_others(tmp_path: Path) -> None:
     store = ChdbStore(tmp_path / "chdb")
     try:
         store.migrate()
-        spool = Spool(tmp_path / "spool")
+        spool = Journal(tmp_path / "spool")
         metrics = Metrics()
-        writer = Writer(spool, store, metrics, interval_s=60, max_rows=10**6)
+        writer = Loader(spool, store, metrics, interval_s=60, max_rows=10**6)
         good = [
             {
                 "event_id": f"7f1c2b8e-1111-4a4a-9b9b-{i:012d}",

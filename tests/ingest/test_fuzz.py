@@ -115,8 +115,8 @@ def test_collect_never_5xx(pixel_server: LiveServer) -> None:
     client.close()
     # Whatever was accepted must also load: no refused rows, no writer errors.
     pixel_server.flush()
-    writer = pixel_server.state.writer
+    writer = pixel_server.state.loader
     assert writer is not None and writer.last_error is None
-    assert not (pixel_server.data_dir / "spool" / "quarantine").exists()
+    assert not (pixel_server.data_dir / "journal" / "quarantine").exists()
     stored = pixel_server.query("SELECT count() AS n FROM ${db}.events")[0]["n"]
     assert stored > 0  # the fuzz got past validation into enrichment and storage

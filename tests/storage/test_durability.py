@@ -122,7 +122,7 @@ def test_sigkill_right_after_acknowledging_loses_nothing(tmp_path: Path, procs: 
         acked = [eid for ids in pool.map(send, range(300)) for eid in ids]
     server.kill(signal.SIGKILL)  # no shutdown, no flush
     assert len(acked) == sum(1 + i % 3 for i in range(300))
-    assert list((tmp_path / "data" / "spool").glob("*.jsonl")), "acknowledged events must be in the spool"
+    assert list((tmp_path / "data" / "journal").glob("*.jsonl")), "acknowledged events must be in the spool"
 
     restarted = Proc(write_config(tmp_path, port, flush_interval_ms=100), port)
     procs.append(restarted)

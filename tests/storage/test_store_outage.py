@@ -53,5 +53,5 @@ def test_store_down_at_start_spools_and_reports(tmp_path: Path, partner_site: Pa
         assert history.json()["error"] == "unavailable"
     finally:
         server.stop()
-    segments = sorted(p.name for p in (tmp_path / "data" / "spool").glob("*.jsonl"))
+    segments = sorted(p.name for p in (tmp_path / "data" / "journal").glob("*.jsonl"))
     assert segments == ["000000000001.consent_log.jsonl", "000000000001.events.jsonl"]  # kept for later
