@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from pixel_server.core.grant import VisitorTokens
+from pixel_server.consent.log import Choices
+from pixel_server.consent.revocation import Revocations
+from pixel_server.core.grant import Grants
 from pixel_server.core.journal import Journal
 from pixel_server.core.metrics import Metrics
 from pixel_server.core.settings import Settings
@@ -14,9 +16,11 @@ from pixel_server.core.store import Loader, Store
 @dataclass
 class State:
     settings: Settings
-    tokens: VisitorTokens
+    grants: Grants
     metrics: Metrics
     journal: Journal
     store: Store | None = None
     loader: Loader | None = None
     store_error: str | None = None
+    revocations: Revocations = field(default_factory=Revocations)
+    choices: Choices = field(default_factory=Choices)

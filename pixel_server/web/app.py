@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import logging
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -15,12 +17,15 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from pixel_server.consent import api as consent
-from pixel_server.core.grant import VisitorTokens
+from pixel_server.consent import revocation
+from pixel_server.consent.log import journal_rows
+from pixel_server.core.grant import Grants
 from pixel_server.core.http import json_response
 from pixel_server.core.journal import Journal
 from pixel_server.core.metrics import CONTENT_TYPE_LATEST, Metrics
 from pixel_server.core.settings import Settings
 from pixel_server.core.state import State
+from pixel_server.core.store import Store
 from pixel_server.ingest.pipeline import collect
 from pixel_server.storage import StoreError, StoreLockedError, open_store
 from pixel_server.storage.loader import Loader
@@ -37,15 +42,22 @@ def create_app(settings: Settings, *, demo: bool = False) -> JobpixelApp:
     metrics = Metrics()
     state = State(
         settings=settings,
-        tokens=VisitorTokens(settings.signing_keys, settings.token_days),
+        grants=Grants(settings.signing_keys),
         metrics=metrics,
         journal=Journal(settings.journal_dir, on_commit=metrics.observe_commit),
     )
+    # grant: choices and revocations acknowledged but not yet in ClickHouse (e.g. just before a crash)
+    leftovers = journal_rows(state.journal)
+    state.revocations.load_rows(leftovers)
+    state.choices.load_rows(leftovers)
     all_origins = frozenset(o for s in settings.sites.values() for o in s.origins)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         retry: asyncio.Task[None] | None = None
+        poll: asyncio.Task[None] | None = None
+        if settings.storage_backend == "clickhouse":  # grant: other nodes' revocations, every few seconds
+            poll = asyncio.create_task(_poll_revocations(state))
         try:
             await _connect(state)
         except StoreLockedError:
@@ -57,8 +69,9 @@ def create_app(settings: Settings, *, demo: bool = False) -> JobpixelApp:
         try:
             yield
         finally:
-            if retry is not None:
-                retry.cancel()
+            for task in (retry, poll):
+                if task is not None:
+                    task.cancel()
             try:
                 if state.loader is not None:
                     await state.loader.stop()  # a last drain; what fails stays spooled for the next start
@@ -77,7 +90,7 @@ def create_app(settings: Settings, *, demo: bool = False) -> JobpixelApp:
             headers |= {
                 "Access-Control-Allow-Origin": origin,
                 "Access-Control-Allow-Methods": "GET, POST",
-                "Access-Control-Allow-Headers": "Content-Type",
+                "Access-Control-Allow-Headers": "Content-Type, Authorization",
                 "Access-Control-Max-Age": "86400",
             }
         return Response(status_code=204, headers=headers)
@@ -116,6 +129,7 @@ def create_app(settings: Settings, *, demo: bool = False) -> JobpixelApp:
         Route("/consent", consent.post_consent, methods=["POST"]),
         Route("/consent", preflight, methods=["OPTIONS"]),
         Route("/consent/{consent_id}", consent.get_history, methods=["GET"]),
+        Route("/consent/{consent_id}", preflight, methods=["OPTIONS"]),
         Route("/healthz", healthz, methods=["GET", "HEAD"]),
         Route("/readyz", readyz, methods=["GET", "HEAD"]),
         Route("/metrics", metrics_route, methods=["GET"]),
@@ -145,6 +159,7 @@ async def _connect(state: State) -> None:
     await asyncio.to_thread(open_and_migrate)
     state.store_error = None
     assert state.store is not None
+    await _load_revocations(state, state.store)
     state.loader = Loader(
         state.journal,
         state.store,
@@ -163,3 +178,36 @@ async def _connect_later(state: State) -> None:
             log.info("store reachable again; draining the spool")
         except StoreError as exc:
             state.store_error = str(exc)
+
+
+async def _load_revocations(state: State, store: Store) -> None:
+    """grant: every revocation point within the longest consent lifetime (older grants have expired)."""
+    days = max(site.consent_days for site in state.settings.sites.values()) + 1
+    since = time.time() - days * 86_400
+    rows = await asyncio.to_thread(store.query, revocation.LOAD_SQL, {"since": _ch_time(since)})
+    state.revocations.load_points(rows)
+    state.revocations.history_loaded = True
+    state.revocations.polled_until = time.time()
+
+
+async def _poll_revocations(state: State) -> None:
+    """grant, on a cluster: revocation points logged on other nodes, every POLL_S seconds."""
+    while True:
+        await asyncio.sleep(revocation.POLL_S)
+        store, since = state.store, state.revocations.polled_until
+        if store is None or since is None:
+            continue
+        started = time.time()
+        try:
+            rows = await asyncio.to_thread(
+                store.query, revocation.LOAD_SQL, {"since": _ch_time(since - revocation.POLL_OVERLAP_S)}
+            )
+        except StoreError as exc:
+            log.warning("revocations: reload failed (%s); retrying in %.0f s", exc, revocation.POLL_S)
+            continue
+        state.revocations.load_points(rows)
+        state.revocations.polled_until = started
+
+
+def _ch_time(unix: float) -> str:
+    return dt.datetime.fromtimestamp(unix, dt.UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
