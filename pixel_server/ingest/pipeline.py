@@ -91,16 +91,16 @@ def drop_no_consent(state: State, batch: Batch) -> None:
             if why is not None:
                 raise Rejected(DropReason.NO_CONSENT, 403, _field(batch, i, "token"), why)
             assert grant is not None
+            if revocations.is_revoked(grant):
+                raise Rejected(
+                    DropReason.NO_CONSENT, 403, _field(batch, i, "token"), "the grant was withdrawn"
+                )
             if not revocations.can_judge(grant):
                 raise Rejected(
                     DropReason.UNAVAILABLE,
                     503,
                     _field(batch, i, "token"),
                     "the consent log is not loaded yet (the store is away); try again",
-                )
-            if revocations.is_revoked(grant):
-                raise Rejected(
-                    DropReason.NO_CONSENT, 403, _field(batch, i, "token"), "the grant was withdrawn"
                 )
             cache[token] = grant
         elif grant.site != hit.site:
