@@ -6,6 +6,7 @@ import json
 import signal
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,10 +15,19 @@ import pytest
 
 from pixel_server.consent.revocation import Revocations, revokes
 from tests.harness import DESKTOP_UA, LiveServer, PartnerSite, make_grant
-from tests.storage.test_durability import ORIGIN, Proc, procs, write_config  # noqa: F401 (fixture)
+from tests.storage.test_durability import ORIGIN, Proc, write_config
 from tests.storage.test_store_outage import StoreDownServer
 
 ALL = ["necessary", "statistics", "marketing"]
+
+
+@pytest.fixture
+def procs() -> Iterator[list[Proc]]:
+    started: list[Proc] = []
+    yield started
+    for pr in started:
+        if pr.p.poll() is None:
+            pr.kill(signal.SIGKILL)
 
 
 def choose(

@@ -1,4 +1,4 @@
-"""Issue #7: what ``/collect`` stores comes from the verified grant, and never a click id without marketing."""
+"""Issue #7: ``/collect`` stores what the verified grant allows, and no click id without marketing."""
 
 from __future__ import annotations
 
