@@ -358,3 +358,35 @@ def test_withdrawal_ends_the_grant_at_once(
     page.reload()
     page.wait_for_load_state("networkidle")
     assert len(pixel_server.events()) == len(stored)  # nothing measured after the withdrawal
+
+
+def test_no_click_id_is_stored_for_a_statistics_only_visitor(
+    page: Page, context: BrowserContext, pixel_server: LiveServer, third_party: ThirdParty
+) -> None:
+    """Issue #7 §2 in Chromium: every known click id in the URL, its fragment, the referrer, the SPA
+    referrer after the page cleaned its URL with replaceState, and props; none is stored."""
+    from pixel_server.core.clickids import CLICK_ID_KEYS
+
+    ids = "&".join(f"{key}=zq{i:02d}q" for i, key in enumerate(CLICK_ID_KEYS))
+    context.add_cookies(pixel_server.grant(statistics=True, marketing=False))  # type: ignore[arg-type]
+    page.goto(
+        pixel_server.origin_page_url(f"/jobb/4711/pixel_ad.html?utm_source=s&{ids}#{ids}"),
+        referer=f"https://www.google.com/aclk?{ids}",
+    )
+    events(page, pixel_server, 1, name="pageview")
+    page.evaluate("history.replaceState({}, '', location.pathname + '?utm_source=s')")  # the page cleans up
+    page.evaluate("history.pushState({}, '', '/jobb/777/pixel_ad.html')")  # an SPA view
+    landing = f"{pixel_server.partner.origin}/?{ids}"
+    page.evaluate(f"jobpixel('track', 'custom_event', {{gclid: 'zqpq', landing: '{landing}'}})")
+    events(page, pixel_server, 1, name="custom_event")
+    events(page, pixel_server, 1, ad_id="777")
+    stored = pixel_server.events()
+    assert "zq" not in json.dumps(stored)
+    assert all(e["click_ids"] == {} and e["marketing"] == 0 for e in stored)
+    first = min(
+        (e for e in stored if e["name"] == "pageview" and e["ad_id"] == "4711"), key=lambda e: e["ts"]
+    )
+    [second] = [e for e in stored if e["name"] == "pageview" and e["ad_id"] == "777"]
+    assert first["url"] == pixel_server.origin_page_url("/jobb/4711/pixel_ad.html?utm_source=s")
+    assert first["referrer"] == "https://www.google.com/aclk" and first["click_id_type"] == "gclid"
+    assert second["referrer"] == pixel_server.origin_page_url("/jobb/4711/pixel_ad.html")
