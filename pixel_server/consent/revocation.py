@@ -22,11 +22,13 @@ this process started cannot be judged: the caller answers 503, never yes.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from pixel_server.core.grant import Grant
+from pixel_server.core.store import Store
 
 REVOKING_ACTIONS = frozenset(("withdraw", "reject_all", "expired"))
 POLL_S = 2.0
@@ -53,6 +55,9 @@ def revokes(action: str, granted: Iterable[str]) -> bool:
 class Revocations:
     def __init__(self, started_at: float | None = None) -> None:
         self._latest: dict[str, float] = {}  # consent id → time of its latest revocation point
+        # record() is read-modify-write, from the loop (choices) and a worker thread (reloads);
+        # readers need no lock (one dict lookup).
+        self._lock = threading.Lock()
         self.started_at = time.time() if started_at is None else started_at
         self.history_loaded = False
         self.polled_until: float | None = None
@@ -61,8 +66,9 @@ class Revocations:
         return len(self._latest)
 
     def record(self, consent_id: str, at: float) -> None:
-        if at > self._latest.get(consent_id, 0.0):
-            self._latest[consent_id] = at
+        with self._lock:
+            if at > self._latest.get(consent_id, 0.0):
+                self._latest[consent_id] = at
 
     def latest(self, consent_id: str) -> float | None:
         return self._latest.get(consent_id)
@@ -92,6 +98,30 @@ class Revocations:
         """Rows of :data:`LOAD_SQL`: ``consent_id``, ``ms``."""
         for row in rows:
             self.record(str(row["consent_id"]), int(row["ms"]) / 1000)
+
+
+def load_history(revocations: Revocations, store: Store, days: int) -> None:
+    """At start: every revocation point within ``days`` (the longest consent lifetime)."""
+    started = time.time()
+    revocations.load_points(store.query(LOAD_SQL, {"since": _ch_time(started - days * 86_400)}))
+    revocations.history_loaded = True
+    revocations.polled_until = started
+
+
+def reload_recent(revocations: Revocations, store: Store) -> None:
+    """On a cluster, every POLL_S: the points other nodes logged since the last reload (with a margin)."""
+    if revocations.polled_until is None:
+        return
+    started = time.time()
+    since = revocations.polled_until - POLL_OVERLAP_S
+    revocations.load_points(store.query(LOAD_SQL, {"since": _ch_time(since)}))
+    revocations.polled_until = started
+
+
+def _ch_time(unix: float) -> str:
+    import datetime as dt
+
+    return dt.datetime.fromtimestamp(unix, dt.UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
 
 
 def row_time(ts: object) -> float:

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
 import logging
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -183,31 +181,16 @@ async def _connect_later(state: State) -> None:
 async def _load_revocations(state: State, store: Store) -> None:
     """grant: every revocation point within the longest consent lifetime (older grants have expired)."""
     days = max(site.consent_days for site in state.settings.sites.values()) + 1
-    since = time.time() - days * 86_400
-    rows = await asyncio.to_thread(store.query, revocation.LOAD_SQL, {"since": _ch_time(since)})
-    state.revocations.load_points(rows)
-    state.revocations.history_loaded = True
-    state.revocations.polled_until = time.time()
+    await asyncio.to_thread(revocation.load_history, state.revocations, store, days)
 
 
 async def _poll_revocations(state: State) -> None:
     """grant, on a cluster: revocation points logged on other nodes, every POLL_S seconds."""
     while True:
         await asyncio.sleep(revocation.POLL_S)
-        store, since = state.store, state.revocations.polled_until
-        if store is None or since is None:
+        if state.store is None:
             continue
-        started = time.time()
         try:
-            rows = await asyncio.to_thread(
-                store.query, revocation.LOAD_SQL, {"since": _ch_time(since - revocation.POLL_OVERLAP_S)}
-            )
+            await asyncio.to_thread(revocation.reload_recent, state.revocations, state.store)
         except StoreError as exc:
             log.warning("revocations: reload failed (%s); retrying in %.0f s", exc, revocation.POLL_S)
-            continue
-        state.revocations.load_points(rows)
-        state.revocations.polled_until = started
-
-
-def _ch_time(unix: float) -> str:
-    return dt.datetime.fromtimestamp(unix, dt.UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]

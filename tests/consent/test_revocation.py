@@ -180,3 +180,35 @@ def test_revocation_index_rules() -> None:
     assert rev.is_revoked(g)
     assert revokes("custom", ["necessary", "statistics"]) and not revokes("accept_all", ALL)
     assert revokes("withdraw", ALL) and revokes("expired", ["necessary"])
+
+
+def test_a_withdrawal_logged_by_another_node_holds_after_a_reload(pixel_server: LiveServer) -> None:
+    """On a cluster the nodes share the consent log: what another node wrote arrives by reload_recent."""
+    from pixel_server.consent.revocation import reload_recent
+
+    url, origin = pixel_server.url, pixel_server.partner.origin
+    cid = str(uuid.uuid4())
+    token = choose(url, origin, cid, "accept_all", ALL).json()["token"]
+    assert collect(url, origin, token).status_code == 204
+    state = pixel_server.state
+    assert state.store is not None
+    state.store.insert(  # the other node's loader
+        "consent_log",
+        [
+            {
+                "choice_id": str(uuid.uuid4()),
+                "consent_id": cid,
+                "site_id": "test",
+                "ts": time.time(),
+                "action": "withdraw",
+                "granted": ["necessary"],
+                "denied": ["statistics", "marketing"],
+                "revision": 1,
+                "retention_days": 30,
+                "row_id": str(uuid.uuid4()),
+            }
+        ],
+    )
+    assert collect(url, origin, token).status_code == 204  # not known here yet
+    reload_recent(state.revocations, state.store)
+    assert collect(url, origin, token).status_code == 403
