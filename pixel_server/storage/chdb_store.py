@@ -39,6 +39,7 @@ class _Conn:
     def __init__(self, path: Path) -> None:
         self.lock = threading.Lock()
         self.conn = chdb.connect(str(path))  # type: ignore[no-untyped-call]
+        self.open = True
         for key, value in READ_SETTINGS.items():
             self.conn.query(f"SET {key} = '{value}'" if isinstance(value, str) else f"SET {key} = {value}")
 
@@ -113,4 +114,6 @@ class ChdbStore(StoreBase):
     def close(self) -> None:
         for c in (self._reader, self._writer):
             with c.lock:
-                c.conn.close()
+                if c.open:
+                    c.open = False
+                    c.conn.close()
