@@ -7,6 +7,7 @@ import time
 
 import httpx
 
+from pixel_server.web.app import PING_CACHE_S
 from tests.harness import LiveServer
 
 
@@ -25,10 +26,13 @@ def test_readyz_pings_the_store_at_most_once_per_cache_period(pixel_server: Live
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
         statuses = list(pool.map(lambda _: httpx.get(pixel_server.url + "/readyz").status_code, range(40)))
     assert statuses == [200] * 40
-    assert len(calls) == 1  # a flood of probes costs one ping
-    time.sleep(1.6)
+    # a flood of probes costs one ping per cache period (however slow a loaded machine serves them)
+    assert 1 <= len(calls) < 10
+    assert all(later - earlier >= PING_CACHE_S for earlier, later in zip(calls, calls[1:], strict=False))
+    before = len(calls)
+    time.sleep(PING_CACHE_S + 0.1)
     assert httpx.get(pixel_server.url + "/readyz").status_code == 200
-    assert len(calls) == 2  # and the cache expires
+    assert len(calls) == before + 1  # and the cache expires
 
 
 def test_readyz_and_metrics_show_the_journal(pixel_server: LiveServer) -> None:
