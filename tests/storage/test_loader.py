@@ -205,6 +205,8 @@ def test_a_replayed_chunk_counts_once(tmp_path: Path, store: Recording) -> None:
     assert [s.seq for s in again.cursor("loader").pending()] == [segment.seq]
     assert run_async(make_loader(again, store, max_rows=4).flush()) == 6
     assert raw_count(store) == 6  # not 12
+    stored_ts = {r["ts"] for r in store.query("SELECT toUnixTimestamp64Milli(ts) AS ts FROM ${db}.events")}
+    assert stored_ts == {round(r["ts"] * 1000) for r in rows}  # the server time fixed when journaled
     assert again.cursor("loader").pending() == []
     again.close()
 
