@@ -60,6 +60,7 @@ DEFAULT_SEGMENT_SECONDS = 5.0
 DEFAULT_MAX_BYTES = 4 * 1024**3
 DEFAULT_RESERVE_BYTES = 256 * 1024**2
 RECHECK_FULL_S = 1.0  # while full, how often an append looks again (disk freed by hand, say)
+STATVFS_EVERY_S = 0.1  # free disk is looked at after a commit at most this often
 RETRY_AFTER_S = 30
 
 
@@ -335,7 +336,8 @@ class Journal:
             return
         if first:
             loop.call_later(self.segment_seconds, self._rotate_if_open, seq)
-        self._check_room()
+        if self.bytes_on_disk >= self.max_bytes or time.monotonic() - self._full_checked >= STATVFS_EVERY_S:
+            self._check_room()
         if not self._fsync:
             self._done(written, None)
             return
