@@ -7,6 +7,7 @@ import uuid
 from pathlib import Path
 
 import httpx
+import pytest
 
 from pixel_server.core import settings as settings_mod
 from pixel_server.core.settings import Settings
@@ -107,8 +108,13 @@ def test_full_journal_answers_503_with_retry_after_and_keeps_what_it_acknowledge
         assert refused.headers["Access-Control-Allow-Origin"] == partner_site.origin  # the page can read it
         again = httpx.post(server.url + "/collect", content=json.dumps(batch[:1]), headers=headers)
         assert again.status_code == 503
+        with pytest.raises(httpx.HTTPStatusError) as consent_refused:  # a choice is refused the same way
+            server.consent()
+        assert consent_refused.value.response.status_code == 503
+        assert consent_refused.value.response.json()["error"] == "journal_full"
+        assert consent_refused.value.response.headers["Retry-After"] == refused.headers["Retry-After"]
         metrics = httpx.get(server.url + "/metrics").text
-        assert 'jobpixel_events_dropped_total{reason="journal_full"} 51.0' in metrics
+        assert 'jobpixel_events_dropped_total{reason="journal_full"} 52.0' in metrics
         assert "jobpixel_journal_full 1.0" in metrics
         ready = httpx.get(server.url + "/readyz").json()
         assert (
