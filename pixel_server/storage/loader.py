@@ -175,6 +175,7 @@ class Loader:
                 store = self._ensure_store()
                 for segment in self.cursor.pending():
                     loaded += self._load(store, segment)
+                self.last_error = None
             except StoreError as exc:
                 self.last_error = str(exc)
                 self.metrics.flush_failures.inc()
