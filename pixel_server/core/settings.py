@@ -82,6 +82,11 @@ class Settings:
     token_days: int = 396
     flush_interval_s: float = 1.0
     flush_max_rows: int = 20_000
+    # [journal]
+    journal_max_bytes: int = 4 * 1024**3
+    journal_reserve_bytes: int = 256 * 1024**2
+    journal_segment_bytes: int = 16 * 1024**2
+    journal_segment_seconds: float = 5.0
     log_level: str = "info"
     config_path: Path | None = None
 
@@ -116,7 +121,7 @@ def from_mapping(
     config_path: Path | None = None,
 ) -> Settings:
     """Build settings from an already parsed TOML document (tests use this too)."""
-    _only_keys(raw, "", {"server", "storage", "identity", "partners", "sites"})
+    _only_keys(raw, "", {"server", "storage", "identity", "partners", "sites", "journal"})
     server = _table(raw, "server")
     storage = _table(raw, "storage")
     identity = _table(raw, "identity")
@@ -127,6 +132,12 @@ def from_mapping(
         {"backend", "path", "database", "cluster", "flush_interval_ms", "flush_max_rows"},
     )
     _only_keys(identity, "identity.", {"token_days"})
+    journal = _table(raw, "journal")
+    _only_keys(journal, "journal.", {"max_bytes", "reserve_bytes", "segment_bytes", "segment_seconds"})
+    segment_bytes = _int(journal, "segment_bytes", "journal", default=16 * 1024**2, lo=4096, hi=1024**3)
+    max_bytes = _int(journal, "max_bytes", "journal", default=4 * 1024**3, lo=1024**2, hi=2**50)
+    if max_bytes < 2 * segment_bytes:
+        raise ConfigError("journal.max_bytes: must be at least twice journal.segment_bytes")
 
     partners = {}
     for pid, ptable in _table(raw, "partners").items():
@@ -204,6 +215,12 @@ def from_mapping(
         token_days=token_days,
         flush_interval_s=_int(storage, "flush_interval_ms", "storage", default=1000, lo=10, hi=60_000) / 1000,
         flush_max_rows=_int(storage, "flush_max_rows", "storage", default=20_000, lo=1, hi=10_000_000),
+        journal_max_bytes=max_bytes,
+        journal_reserve_bytes=_int(
+            journal, "reserve_bytes", "journal", default=256 * 1024**2, lo=0, hi=2**50
+        ),
+        journal_segment_bytes=segment_bytes,
+        journal_segment_seconds=_int(journal, "segment_seconds", "journal", default=5, lo=1, hi=3600) * 1.0,
         log_level=log_level,
         config_path=config_path,
     )

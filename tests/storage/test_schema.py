@@ -38,10 +38,10 @@ def event_row(days_ago: float = 0, retention_days: int = 395, **over: Any) -> di
 
 
 def test_migrations_are_versioned_and_idempotent(store: ChdbStore) -> None:
-    assert store.migrate() == ["0001_init"]
+    assert store.migrate() == ["0001_init", "0005_dedup"]
     assert store.migrate() == []
-    versions = store.query("SELECT version, name FROM ${db}.schema_migrations FINAL")
-    assert versions == [{"version": 1, "name": "init"}]
+    versions = store.query("SELECT version, name FROM ${db}.schema_migrations FINAL ORDER BY version")
+    assert versions == [{"version": 1, "name": "init"}, {"version": 5, "name": "dedup"}]
     tables = {r["name"] for r in store.query("SELECT name FROM system.tables WHERE database = 'jp_test'")}
     assert {"events", "consent_log", "schema_migrations"} <= tables
 
@@ -103,6 +103,10 @@ def test_cluster_ddl() -> None:
         "ENGINE = Distributed(jobs, jp, events_local, sipHash64(event_id))" in sql
     )
     assert "Distributed(jobs, jp, consent_log_local, sipHash64(consent_id))" in sql
+    assert (  # the dedup window goes on the tables that hold the parts, not the Distributed ones
+        "ALTER TABLE jp.events_local ON CLUSTER jobs MODIFY SETTING non_replicated_deduplication_window"
+        in sql
+    )
     single = render(
         "${db}.${table:events} ${on_cluster} ${engine:ReplacingMergeTree}\n-- distributed: events k", "jp"
     )
