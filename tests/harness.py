@@ -391,6 +391,12 @@ class RecordingServer:
         with self._lock:
             self._failures += [(status, body, dict(headers))] * n
 
+    def recover(self) -> None:
+        """Forget the failures still to come: answer ``status`` from now on."""
+        with self._lock:
+            self._failures.clear()
+            self._hangs = 0
+
     def hang(self, n: int, seconds: float = 2.0) -> None:
         with self._lock:
             self._hangs, self.hang_s = n, seconds

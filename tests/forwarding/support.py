@@ -183,3 +183,19 @@ async def drive(outbox: Outbox, until: Callable[[], bool], timeout: float = 10.0
             return
         await asyncio.sleep(0.005)
     raise AssertionError(f"outbox did not settle: {outbox.status()}")
+
+
+class FileLog:
+    """A delivery log in a JSON-lines file, so a test can read what a killed process logged."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    async def write(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        with self.path.open("ab") as fh:
+            fh.write(b"".join(orjson.dumps(dict(r)) + b"\n" for r in rows))
+
+    def rows(self) -> list[dict[str, Any]]:
+        if not self.path.exists():
+            return []
+        return [orjson.loads(line) for line in self.path.read_bytes().splitlines()]
