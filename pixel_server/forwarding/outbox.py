@@ -173,6 +173,10 @@ class Outbox:
         ready: list[Delivery] = []
         finals: list[tuple[Delivery, Status, str]] = []
         for d in due:
+            if d.channel not in registry.CHANNELS or d.channel not in self.fwd.targets.get(d.event.site, {}):
+                # queued before a restart whose settings no longer forward this channel for this site
+                finals.append((d, "failed_final", "channel no longer configured for this site (secret_env)"))
+                continue
             channel = registry.load(d.channel)
             if self._revoked(d.event):
                 finals.append((d, "withdrawn", "consent withdrawn before delivery"))

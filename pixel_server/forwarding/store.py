@@ -73,6 +73,7 @@ class OutboxStore:
         self._lock = threading.Lock()
         self._state = _State()
         self._lines = 0
+        self._pruned = 0.0
         self._fh: Any = None
 
     # -- reading -------------------------------------------------------------------------------------
@@ -162,6 +163,12 @@ class OutboxStore:
             self._append({"l": k} for k in keys)
             for k in keys:
                 del self._state.unlogged[k]
+            now = time.time()
+            if now - self._pruned > 600:  # forget finished keys past the replay window
+                self._pruned = now
+                done = self._state.done
+                for k in [k for k, t in done.items() if now - t >= self.keep_done_s]:
+                    del done[k]
             live = len(self._state.pending) + len(self._state.unlogged) + len(self._state.done)
             if self._lines > 10_000 and self._lines > 4 * live:
                 self._rewrite()

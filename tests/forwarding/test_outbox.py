@@ -500,3 +500,38 @@ def test_meta_form_body_is_what_the_docs_show(tmp_path: Path, channels: Recordin
     rig.run(lambda: len(channels.requests) == 1)
     [req] = channels.requests
     assert set(parse_qs(req.body.decode())) == {"data"}
+
+
+def test_deliveries_of_a_channel_turned_off_before_restart_end_final(
+    tmp_path: Path, channels: RecordingServer
+) -> None:
+    rig = Rig(tmp_path, channels, MemoryLog(), only=("meta", "snapchat"))
+    channels.fail(2, 503)
+    rig.journal.add(event_row())
+    box = rig.outbox()
+
+    async def first_life() -> None:
+        while len(channels.requests) < 2:
+            await box.run_once()
+        await box.stop()
+
+    asyncio.run(first_life())
+    channels.recover()
+    rig.settings = forwarding_settings(tmp_path / "data", channels.url, channels=("snapchat",))
+    rig.run(lambda: len(rig.log.rows) == 2)
+    assert {r["channel"]: r["status"] for r in rig.log.rows} == {"meta": "failed_final", "snapchat": "sent"}
+    assert all(not r.path.startswith("/v22.0") for r in channels.ok())
+
+
+def test_outbox_file_compacts_and_keeps_recent_keys(tmp_path: Path, channels: RecordingServer) -> None:
+    rig = Rig(tmp_path, channels, MemoryLog(), only=("meta",))
+    rows = [event_row() for _ in range(5)]
+    rig.journal.add(*rows)
+    rig.run(lambda: len(rig.log.rows) == 5)
+    path = rig.settings.data_dir / "outbox" / "outbox.jsonl"
+    box = rig.outbox()
+    asyncio.run(box.open())  # compaction on open: only the finished keys remain, as tombstones
+    lines = [json.loads(x) for x in path.read_bytes().splitlines()]
+    assert sorted(x["k"] for x in lines) == sorted(f"meta:shop:{r['event_id']}" for r in rows)
+    assert all(set(x) == {"k", "t"} for x in lines)  # nothing of the event is kept after delivery
+    box.store.close()
