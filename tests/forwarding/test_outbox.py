@@ -345,13 +345,26 @@ def test_a_stale_event_never_rides_in_a_meta_batch(tmp_path: Path, channels: Rec
 
 def test_ga4_batches_never_pass_25_events_or_mix_clients(tmp_path: Path, channels: RecordingServer) -> None:
     rig = Rig(tmp_path, channels, MemoryLog(), only=("ga4",))
-    rows = [event_row("pageview") for _ in range(30)]
-    other = event_row("pageview")
+    ts = round(time.time() - 5, 3)
+    rows = [event_row("pageview", ts=ts) for _ in range(30)]
+    other = event_row("pageview", ts=ts)
     other["channel_ids"] = {"ga_client_id": "999.888"}
-    rig.journal.add(*rows, other)
-    rig.run(lambda: len(rig.log.rows) == 31)
-    sizes = sorted((len(r.json()["events"]), r.json()["client_id"]) for r in channels.requests)
-    assert sizes == [(1, "999.888"), (5, "1234567890.1700000000"), (25, "1234567890.1700000000")]
+    later = event_row("pageview", ts=ts + 1)  # timestamp_micros is per request: another instant, another one
+    rig.journal.add(*rows, other, later)
+    rig.run(lambda: len(rig.log.rows) == 32)
+    sizes = sorted(
+        (len(r.json()["events"]), r.json()["client_id"], r.json()["timestamp_micros"])
+        for r in channels.requests
+    )
+    client, micros = "1234567890.1700000000", int(ts * 1_000_000)
+    assert sizes == sorted(
+        [
+            (1, "999.888", micros),
+            (1, client, micros + 1_000_000),
+            (5, client, micros),
+            (25, client, micros),
+        ]
+    )
 
 
 def test_a_snap_invalid_answer_is_final(tmp_path: Path, channels: RecordingServer) -> None:
