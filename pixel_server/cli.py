@@ -58,6 +58,10 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         chans = ", ".join(site.channels) or "none"
         origins = ", ".join(sorted(site.origins))
         print(f"  site {site.id}: partner {site.partner}, origins {origins}, channels {chans}")
+        targets = s.forwarding.targets.get(site.id, {})
+        if targets:  # branch channels: server-side forwarding, and the variable each secret came from
+            names = ", ".join(f"{t.channel} (${t.secret_env})" for t in targets.values())
+            print(f"    forwarding server-side: {names}")
     return 0
 
 

@@ -347,6 +347,9 @@ class RecordingServer:
         self._failures: list[tuple[int, bytes, dict[str, str]]] = []
         self._hangs = 0
         self.hang_s = 2.0
+        self.in_flight = 0  # requests being answered now, and the most at once
+        self.max_in_flight = 0
+        self.started: list[float] = []  # time.monotonic() each request arrived
         self._lock = threading.Lock()
         rec = self
 
@@ -357,6 +360,9 @@ class RecordingServer:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
                 with rec._lock:
+                    rec.in_flight += 1
+                    rec.max_in_flight = max(rec.max_in_flight, rec.in_flight)
+                    rec.started.append(time.monotonic())
                     hang = rec._hangs > 0
                     rec._hangs -= 1 if hang else 0
                     if rec._failures:
@@ -367,6 +373,8 @@ class RecordingServer:
                     rec.requests.append(Recorded(self.command, self.path, headers, body, status))
                 if hang:
                     time.sleep(rec.hang_s)
+                with rec._lock:
+                    rec.in_flight -= 1
                 self.send_response(status)
                 self.send_header("Content-Type", rec.content_type)
                 self.send_header("Content-Length", str(len(answer)))

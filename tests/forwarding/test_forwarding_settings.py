@@ -127,3 +127,24 @@ def test_example_config_documents_forwarding() -> None:
         "[forwarding.limits",
     ):
         assert needle in text
+
+
+def test_check_config_names_the_variables_never_the_secrets(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pixel_server import cli
+
+    config = tmp_path / "jobpixel.toml"
+    config.write_text(
+        '[partners.p]\nname = "P"\n[sites.shop]\npartner = "p"\norigins = ["https://jobs.example.no"]\n'
+        '[sites.shop.channels.meta]\nid = "1234567890"\nsecret_env = "META_TOKEN"\n'
+    )
+    monkeypatch.setenv(s.SIGNING_KEYS_ENV, SIGNING_KEY)
+    monkeypatch.setenv("META_TOKEN", SECRETS["META_TOKEN"])
+    assert cli.main(["check-config", "--config", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert "forwarding server-side: meta ($META_TOKEN)" in out
+    assert SECRETS["META_TOKEN"] not in out
+    monkeypatch.delenv("META_TOKEN")
+    assert cli.main(["check-config", "--config", str(config)]) == 2
+    assert "META_TOKEN: missing" in capsys.readouterr().err

@@ -548,3 +548,42 @@ def test_outbox_file_compacts_and_keeps_recent_keys(tmp_path: Path, channels: Re
     assert sorted(x["k"] for x in lines) == sorted(f"meta:shop:{r['event_id']}" for r in rows)
     assert all(set(x) == {"k", "t"} for x in lines)  # nothing of the event is kept after delivery
     box.store.close()
+
+
+def test_ga4_debug_validation_messages_are_final(tmp_path: Path, channels: RecordingServer) -> None:
+    rig = Rig(tmp_path, channels, MemoryLog(), only=("ga4",), debug=True)
+    channels.body = b'{"validationMessages":[{"fieldPath":"client_id","description":"bad client_id"}]}'
+    rig.journal.add(event_row())
+    rig.run(lambda: len(rig.log.rows) == 1)
+    [req] = channels.requests
+    assert req.path == "/debug/mp/collect"
+    [logged] = rig.log.rows
+    assert logged["status"] == "failed_final" and "bad client_id" in logged["message"]
+
+
+@pytest.mark.parametrize("concurrency", [1, 3])
+def test_concurrency_limit_per_channel(tmp_path: Path, channels: RecordingServer, concurrency: int) -> None:
+    rig = Rig(
+        tmp_path,
+        channels,
+        MemoryLog(),
+        only=("ga4",),
+        limits={"ga4": {"concurrency": concurrency, "rate_per_s": 1000}},
+    )
+    channels.hang(6, seconds=0.3)
+    base = time.time() - 5
+    rig.journal.add(*(event_row(ts=round(base + i, 3)) for i in range(6)))  # six instants: six requests
+    rig.run(lambda: len(rig.log.rows) == 6)
+    assert len(channels.requests) == 6
+    assert channels.max_in_flight == concurrency
+
+
+def test_rate_limit_per_channel(tmp_path: Path, channels: RecordingServer) -> None:
+    rig = Rig(
+        tmp_path, channels, MemoryLog(), only=("ga4",), limits={"ga4": {"concurrency": 1, "rate_per_s": 5}}
+    )
+    base = time.time() - 5
+    rig.journal.add(*(event_row(ts=round(base + i, 3)) for i in range(6)))
+    rig.run(lambda: len(rig.log.rows) == 6)
+    gaps = [b - a for a, b in zip(channels.started, channels.started[1:], strict=False)]
+    assert len(gaps) == 5 and min(gaps) > 0.15  # 5 per second, no burst beyond one
