@@ -35,9 +35,9 @@ import orjson
 from pixel_server.core.settings import ForwardTarget, Settings
 from pixel_server.forwarding import registry
 from pixel_server.forwarding.base import Channel, Event, Options, Unmappable, clip
-from pixel_server.forwarding.deliverylog import DeliveryLog, Status
+from pixel_server.forwarding.deliverylog import DeliveryLog, JournalDeliveryLog, Status
 from pixel_server.forwarding.metrics import ForwardMetrics
-from pixel_server.forwarding.ports import GrantRef, JournalCursor, RevocationCheck
+from pixel_server.forwarding.ports import GrantRef, JournalCursor, JournalWithCursors, RevocationCheck
 from pixel_server.forwarding.sender import Outcome, Sender, backoff
 from pixel_server.forwarding.store import Delivery, OutboxStore, delivery_key
 
@@ -325,3 +325,23 @@ def enabled_channels(settings: Settings) -> dict[str, Channel]:
     """The channels some site forwards to server-side."""
     names = {name for site in settings.forwarding.targets.values() for name in site}
     return {name: registry.load(name) for name in sorted(names)}
+
+
+def outbox_for(
+    settings: Settings,
+    journal: JournalWithCursors,
+    revocations: RevocationCheck,
+    metrics: ForwardMetrics,
+) -> Outbox | None:
+    """The production wiring (for ``create_app`` once the journal has cursors): ``None`` when no site
+    forwards anything — then the journal must not list the ``outbox`` consumer either, or its segments
+    would wait for it forever. Delivery-log rows go through the journal like every other row."""
+    if not settings.forwarding.enabled:
+        return None
+    return Outbox(
+        settings,
+        journal.cursor(CONSUMER),
+        revocations,
+        JournalDeliveryLog(journal),
+        metrics=metrics,
+    )

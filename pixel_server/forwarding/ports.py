@@ -6,6 +6,7 @@ The outbox is written against these protocols; ``Journal.cursor("outbox")`` (bra
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
@@ -29,6 +30,12 @@ class JournalCursor(Protocol[S]):
     def commit(self, segment: S) -> None:
         """Durable; a segment every consumer committed is deleted."""
         ...
+
+
+class JournalWithCursors(Protocol):
+    def cursor(self, consumer: str) -> JournalCursor[Any]: ...
+
+    async def append(self, table: str, rows: Sequence[Mapping[str, Any]]) -> None: ...
 
 
 class RevocationCheck(Protocol):

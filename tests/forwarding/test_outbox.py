@@ -587,3 +587,36 @@ def test_rate_limit_per_channel(tmp_path: Path, channels: RecordingServer) -> No
     rig.run(lambda: len(rig.log.rows) == 6)
     gaps = [b - a for a, b in zip(channels.started, channels.started[1:], strict=False)]
     assert len(gaps) == 5 and min(gaps) > 0.15  # 5 per second, no burst beyond one
+
+
+def test_production_wiring_logs_through_the_journal(tmp_path: Path, channels: RecordingServer) -> None:
+    from pixel_server.forwarding.metrics import ForwardMetrics
+    from pixel_server.forwarding.outbox import outbox_for
+
+    journal = FakeJournal(tmp_path / "journal")
+    off = forwarding_settings(tmp_path / "data", channels.url, channels=())
+    assert outbox_for(off, journal, Revocations(), ForwardMetrics()) is None
+    settings = forwarding_settings(tmp_path / "data", channels.url, channels=("meta",))
+    box = outbox_for(settings, journal, Revocations(), ForwardMetrics())
+    assert box is not None
+    row = event_row()
+    journal.add(row)
+
+    async def go() -> None:
+        await drive(box, lambda: len(channels.requests) == 1)
+        await box.run_once()  # the delivery-log segment the outbox itself appended: consumed, not forwarded
+        await box.stop()
+
+    asyncio.run(go())
+    [logged] = [
+        json.loads(line)
+        for f in sorted((tmp_path / "journal").glob("*.delivery_log.jsonl"))
+        for line in f.read_bytes().splitlines()
+    ]
+    assert (logged["event_id"], logged["status"], logged["choice_id"]) == (
+        row["event_id"],
+        "sent",
+        row["choice_id"],
+    )
+    assert journal.cursor(CONSUMER).pending() == []
+    assert len(channels.requests) == 1
