@@ -206,16 +206,18 @@ class Outbox:
         channel = registry.load(name)
         target = self.fwd.targets[site][name]
         request = channel.build([d.event for d in batch], target, self.options)
+        started = round(self.clock(), 3)
         outcome = await self.sender.send(channel, request, len(batch))
         now = self.clock()
         for d in batch:
             d.attempts += 1
-            d.first_attempt = d.first_attempt if d.first_attempt is not None else now
-            d.last_attempt = now
+            d.first_attempt = d.first_attempt if d.first_attempt is not None else started
+            d.last_attempt = started
             d.http_status = outcome.status
             d.message = _redact(outcome.message, target)
         if outcome.kind == "retry":
-            delay = backoff(batch[0].attempts, self.fwd.retry_base_s, self.fwd.retry_max_s, self.rng)
+            attempts = max(d.attempts for d in batch)
+            delay = backoff(attempts, self.fwd.retry_base_s, self.fwd.retry_max_s, self.rng)
             if outcome.retry_after is not None:
                 delay = max(delay, min(outcome.retry_after, self.fwd.retry_max_s))
             for d in batch:
