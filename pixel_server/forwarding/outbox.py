@@ -26,6 +26,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,7 @@ import orjson
 
 from pixel_server.core.settings import ForwardTarget, Settings
 from pixel_server.forwarding import registry
-from pixel_server.forwarding.base import Channel, Event, Options, Unmappable, clip
+from pixel_server.forwarding.base import JOB_KEYS, Channel, Event, Options, Unmappable, clip
 from pixel_server.forwarding.deliverylog import DeliveryLog, JournalDeliveryLog, Status
 from pixel_server.forwarding.metrics import ForwardMetrics
 from pixel_server.forwarding.ports import GrantRef, JournalCursor, JournalWithCursors, RevocationCheck
@@ -46,6 +47,9 @@ log = logging.getLogger("jobpixel.forwarding")
 CONSUMER = "outbox"  # the journal consumer name
 AGE_MARGIN_S = 600.0  # an event is too old this long before the channel's limit: it must arrive in time
 IDLE_S = 1.0
+# (site, ad id) -> the ad's job metadata ({title, category, location, employer}); the reports branch keeps
+# one row per ad (0003 `ads`): an in-memory lookup over it, never a query per event on the loop.
+AdLookup = Callable[[str, str], Mapping[str, Any]]
 
 
 class Outbox:
@@ -62,6 +66,7 @@ class Outbox:
         rng: random.Random | None = None,
         fsync: bool = True,
         directory: Path | None = None,
+        ads: AdLookup | None = None,
     ) -> None:
         self.settings = settings
         self.fwd = settings.forwarding
@@ -73,6 +78,7 @@ class Outbox:
         self.clock = clock
         self.rng = rng if rng is not None else random.Random()
         self.store = OutboxStore(directory or settings.data_dir / "outbox", fsync=fsync)
+        self.ads = ads
         self.options = Options(self.fwd.debug, self.fwd.meta_api_version, self.fwd.linkedin_version)
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -154,6 +160,12 @@ class Outbox:
             # Only under a marketing grant we can trace: no consent id, no forwarding.
             if not (event.marketing and event.consent_id and event.choice_id and event.event_id):
                 continue
+            if not event.job and event.ad_id and self.ads is not None:
+                # apply events carry no job metadata: the ad's, as the pageviews described it
+                job = self.ads(event.site, event.ad_id)
+                event = replace(
+                    event, job={k: v for k, v in job.items() if k in JOB_KEYS and isinstance(v, str)}
+                )
             for name, target in self.fwd.targets.get(event.site, {}).items():
                 channel = registry.load(name)
                 if not channel.server_side or event.name not in channel.events:

@@ -620,3 +620,27 @@ def test_production_wiring_logs_through_the_journal(tmp_path: Path, channels: Re
     )
     assert journal.cursor(CONSUMER).pending() == []
     assert len(channels.requests) == 1
+
+
+def test_apply_events_get_the_ads_job_metadata(tmp_path: Path, channels: RecordingServer) -> None:
+    rig = Rig(tmp_path, channels, MemoryLog(), only=("snapchat",))
+    ads = {
+        ("shop", "4711"): {"title": "Lagerarbeider", "category": "Lager", "location": "Bergen", "words": 300}
+    }
+    box = Outbox(
+        rig.settings,
+        rig.journal.cursor(CONSUMER),
+        rig.revocations,
+        rig.log,
+        ads=lambda site, ad: ads.get((site, ad), {}),
+    )
+    rig.journal.add(event_row(job={}), event_row(job={}, ad_id="999"))
+    rig.run(lambda: len(rig.log.rows) == 2, outbox=box)
+    [req] = channels.requests
+    first, second = req.json()["data"]
+    assert first["custom_data"] == {
+        "content_ids": ["4711"],
+        "content_category": "Lager",
+        "custom_fields": {"job_title": "Lagerarbeider", "job_location": "Bergen"},
+    }
+    assert second["custom_data"] == {"content_ids": ["999"]}  # an ad we know nothing about: its id only
