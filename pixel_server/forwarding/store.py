@@ -65,11 +65,22 @@ def delivery_key(channel: str, site: str, event_id: str) -> str:
 
 
 class OutboxStore:
-    def __init__(self, directory: Path, *, fsync: bool = True, keep_done_s: float = 48 * 3600) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        fsync: bool = True,
+        keep_done_s: float = 48 * 3600,
+        compact_every_s: float = 3600,
+    ) -> None:
         self.directory = directory
         self.path = directory / FILE_NAME
         self.fsync = fsync
         self.keep_done_s = keep_done_s
+        # Delivered events' fields (user agent, click ids) leave the file at the next compaction: at
+        # least this often, not only when the file is mostly obsolete.
+        self.compact_every_s = compact_every_s
+        self._compacted = time.monotonic()
         self._lock = threading.Lock()
         self._state = _State()
         self._lines = 0
@@ -170,7 +181,8 @@ class OutboxStore:
                 for k in [k for k, t in done.items() if now - t >= self.keep_done_s]:
                     del done[k]
             live = len(self._state.pending) + len(self._state.unlogged) + len(self._state.done)
-            if self._lines > 10_000 and self._lines > 4 * live:
+            stale = time.monotonic() - self._compacted >= self.compact_every_s and self._lines > live
+            if stale or (self._lines > 10_000 and self._lines > 4 * live):
                 self._rewrite()
 
     def close(self) -> None:
@@ -227,6 +239,7 @@ class OutboxStore:
             finally:
                 os.close(fd)
         self._lines = len(records)
+        self._compacted = time.monotonic()
         self._fh = self.path.open("ab")
 
 

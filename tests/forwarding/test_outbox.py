@@ -644,3 +644,15 @@ def test_apply_events_get_the_ads_job_metadata(tmp_path: Path, channels: Recordi
         "custom_fields": {"job_title": "Lagerarbeider", "job_location": "Bergen"},
     }
     assert second["custom_data"] == {"content_ids": ["999"]}  # an ad we know nothing about: its id only
+
+
+def test_delivered_events_leave_the_outbox_file(tmp_path: Path, channels: RecordingServer) -> None:
+    """After delivery only the key stays: the user agent and click ids are gone at the next compaction."""
+    rig = Rig(tmp_path, channels, MemoryLog(), only=("meta",))
+    box = rig.outbox()
+    box.store.compact_every_s = 0
+    rig.journal.add(event_row())
+    rig.run(lambda: len(rig.log.rows) == 1, outbox=box)
+    text = (rig.settings.data_dir / "outbox" / "outbox.jsonl").read_text()
+    assert DESKTOP_UA not in text and "IwAR-click" not in text and "fb.1." not in text
+    assert text.count("\n") == 1 and '"k"' in text
