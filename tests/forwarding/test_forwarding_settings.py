@@ -148,3 +148,13 @@ def test_check_config_names_the_variables_never_the_secrets(
     monkeypatch.delenv("META_TOKEN")
     assert cli.main(["check-config", "--config", str(config)]) == 2
     assert "META_TOKEN: missing" in capsys.readouterr().err
+
+
+def test_the_public_site_config_never_shows_forwarding_secrets() -> None:
+    from pixel_server.web.assets import site_public_config
+
+    st = build(forwarding_config(Path("/tmp/x"), "http://127.0.0.1:9300"))
+    public = str(site_public_config(st.sites["shop"]))
+    for hidden in (*SECRETS, *SECRETS.values(), "secret_env", "conversion_rule", "987654", "127.0.0.1:9300"):
+        assert hidden not in public
+    assert "G-TEST123" in public  # the tag config still is
