@@ -58,6 +58,10 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         chans = ", ".join(site.channels) or "none"
         origins = ", ".join(sorted(site.origins))
         print(f"  site {site.id}: partner {site.partner}, origins {origins}, channels {chans}")
+        targets = s.forwarding.targets.get(site.id, {})
+        if targets:  # branch channels: server-side forwarding, and the variable each secret came from
+            names = ", ".join(f"{t.channel} (${t.secret_env})" for t in targets.values())
+            print(f"    forwarding server-side: {names}")
     return 0
 
 
@@ -71,6 +75,37 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     finally:
         store.close()
     print("applied: " + ", ".join(applied) if applied else "schema is up to date")
+    return 0
+
+
+def cmd_deliveries(args: argparse.Namespace) -> int:
+    """The delivery-log rows of one event: which channel got it, under which consent (branch channels)."""
+    from pixel_server.forwarding.deliverylog import COLUMNS, deliveries
+    from pixel_server.storage import open_store
+
+    s = _load(args.config)
+    store = open_store(s)
+    try:
+        try:
+            rows = deliveries(store, args.event)
+        except ValueError:
+            print(f"jobpixel: --event: {args.event!r} is not an event id (a UUID)", file=sys.stderr)
+            return 2
+    finally:
+        store.close()
+    if not rows:
+        print(f"no deliveries logged for event {args.event}")
+        return 1
+    if args.json:
+        for row in rows:
+            print(json.dumps(row, ensure_ascii=False))
+        return 0
+    widths = {c: max(len(c), *(len(str(r[c] if r[c] is not None else "")) for r in rows)) for c in COLUMNS}
+    shown = [c for c in COLUMNS if c != "event_id"]
+    print(f"event {args.event}")
+    print("  ".join(c.ljust(widths[c]) for c in shown))
+    for row in rows:
+        print("  ".join(str(row[c] if row[c] is not None else "").ljust(widths[c]) for c in shown))
     return 0
 
 
@@ -197,6 +232,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ("migrate", cmd_migrate, "create or upgrade the ClickHouse schema"),
         ("demo", cmd_demo, "run the server with the demo job-ad page on the embedded store"),
         ("check-config", cmd_check_config, "validate a config file without starting"),
+        ("deliveries", cmd_deliveries, "print the delivery-log rows of one event (ad-channel forwarding)"),
     ):
         p = sub.add_parser(name, help=help_)
         p.add_argument(
@@ -205,6 +241,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if name in ("serve", "demo"):
             p.add_argument("--host")
             p.add_argument("--port", type=int)
+        if name == "deliveries":
+            p.add_argument("--event", required=True, help="the event id (UUID)")
+            p.add_argument("--json", action="store_true", help="one JSON object per row")
         p.set_defaults(fn=fn)
     q = sub.add_parser("quarantine", help="rows ClickHouse refused: list them, or load them again")
     q.add_argument("action", choices=("list", "replay"))

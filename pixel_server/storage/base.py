@@ -17,7 +17,7 @@ import orjson
 
 from pixel_server.core.store import RowsRefused, Store, StoreError, StoreLockedError, StoreUnavailable
 
-TABLES = ("events", "consent_log")
+TABLES = ("events", "consent_log", "delivery_log")  # delivery_log: branch channels
 
 __all__ = [
     "READ_SETTINGS",
