@@ -27,7 +27,7 @@ from pixel_server.consent.log import Logged, body_hash, lookup_store, visitor_ha
 from pixel_server.consent.revocation import revokes
 from pixel_server.core.errors import DropReason, Rejected
 from pixel_server.core.http import check_content_type, cors_headers, json_response, read_capped
-from pixel_server.core.journal import JournalError
+from pixel_server.core.journal import JournalError, JournalFull
 from pixel_server.core.settings import LANGS
 from pixel_server.core.state import State
 from pixel_server.core.store import Store, StoreError
@@ -180,8 +180,12 @@ async def post_consent(request: Request) -> Response:
         try:
             await state.journal.append("consent_log", [row])
         except JournalError as exc:
-            state.metrics.drop(DropReason.UNAVAILABLE)
-            return json_response({"error": "unavailable", "field": None, "detail": str(exc)}, 503, headers)
+            reason = DropReason.JOURNAL_FULL if isinstance(exc, JournalFull) else DropReason.UNAVAILABLE
+            state.metrics.drop(reason)
+            retry = {"Retry-After": str(getattr(exc, "retry_after", 5))}
+            return json_response(
+                {"error": reason.value, "field": None, "detail": str(exc)}, 503, headers | retry
+            )
         # On disk: it holds from now on, on this node, before any answer goes out.
         state.choices.remember(cid, choice["choice_id"], Logged(key, ts_ms / 1000, vid))
         if revokes(choice["action"], granted):

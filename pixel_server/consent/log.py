@@ -113,13 +113,13 @@ def lookup_store(store: Store, site_id: str, consent_id: str, choice_id: str) ->
     return Logged(str(rows[0]["body_hash"]), int(rows[0]["ms"]) / 1000)
 
 
-def journal_rows(journal: Journal) -> list[dict[str, Any]]:
-    """The consent rows still in the journal (not yet loaded into ClickHouse), oldest first.
+def journal_rows(journal: Journal, loader: str) -> list[dict[str, Any]]:
+    """The consent rows the ``loader`` consumer has not loaded into ClickHouse yet, oldest first.
 
     Read at start, before the loader takes them: a choice or a withdrawal acknowledged
     just before a crash is known at once, whether or not the store answers."""
     out: list[dict[str, Any]] = []
-    for segment in journal.sealed():
+    for segment in journal.cursor(loader).pending():
         try:
             tables, _ = segment.read()
         except OSError:

@@ -21,7 +21,8 @@ class DropReason(StrEnum):
     NO_CONSENT = "no_consent"  # 403: no valid grant (issued only with statistics consent), or revoked
     CONFLICT = "conflict"  # 409: a choice_id already logged with another body (the log is never rewritten)
     BOT = "bot"  # 200 with nothing stored: crawlers, monitors, headless browsers
-    UNAVAILABLE = "unavailable"  # 503: the spool could not write (disk full); nothing acknowledged
+    UNAVAILABLE = "unavailable"  # 503: the journal could not write (I/O error); nothing acknowledged
+    JOURNAL_FULL = "journal_full"  # 503 + Retry-After: over journal.max_bytes or the free-disk reserve
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,5 @@ class State:
     journal: Journal
     store: Store | None = None
     loader: Loader | None = None
-    store_error: str | None = None
     revocations: Revocations = field(default_factory=Revocations)
     choices: Choices = field(default_factory=Choices)
