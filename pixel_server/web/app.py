@@ -17,7 +17,8 @@ from starlette.staticfiles import StaticFiles
 
 from pixel_server.consent import api as consent
 from pixel_server.consent import revocation
-from pixel_server.consent.log import journal_rows
+from pixel_server.consent.log import Choices, journal_rows
+from pixel_server.consent.revocation import Revocations
 from pixel_server.core.grant import Grants
 from pixel_server.core.http import json_response
 from pixel_server.core.journal import Journal
@@ -53,6 +54,8 @@ def create_app(settings: Settings, *, demo: bool = False) -> JobpixelApp:
     state = State(
         settings=settings,
         grants=Grants(settings.signing_keys),
+        revocations=Revocations(),
+        choices=Choices(),
         metrics=metrics,
         journal=journal,
     )
