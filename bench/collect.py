@@ -193,7 +193,7 @@ class Server:
 
 
 def jobpixel_server(config: Path, port: int, key: str, log: Path) -> Server:
-    env = dict(os.environ, JOBPIXEL_SIGNING_KEYS=key)
+    env = dict(os.environ, JOBPIXEL_SIGNING_KEYS=key, JOBPIXEL_HASH_KEY=key[::-1])
     argv = [sys.executable, "-m", "pixel_server", "serve", "--config", str(config), "--port", str(port)]
     return Server("jobpixel", argv, port, log, env)
 

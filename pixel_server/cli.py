@@ -186,6 +186,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
             key_file.write_text(secrets.token_urlsafe(32))
             key_file.chmod(0o600)
         os.environ[settings_mod.SIGNING_KEYS_ENV] = key_file.read_text().strip()
+    if not os.environ.get(settings_mod.HASH_KEY_ENV):  # grant: the consent log's visitor-hash key
+        hash_file = Path("var/demo/hash-key")
+        hash_file.parent.mkdir(parents=True, exist_ok=True)
+        if not hash_file.exists():
+            hash_file.write_text(secrets.token_urlsafe(32))
+            hash_file.chmod(0o600)
+        os.environ[settings_mod.HASH_KEY_ENV] = hash_file.read_text().strip()
     s = settings_mod.load(args.config or DEMO_CONFIG)
     if not args.config:  # the built-in demo config ships in the package: keep its data in ./var/demo
         s = dataclasses.replace(s, data_dir=Path("var/demo").resolve())

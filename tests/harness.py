@@ -28,12 +28,15 @@ import httpx
 import uvicorn
 
 from pixel_server.core import settings as settings_mod
+from pixel_server.core.grant import Grant, Grants
 from pixel_server.core.settings import Settings
 from pixel_server.core.state import State
 from pixel_server.web.app import create_app
 
 PAGES = Path(__file__).parent / "browser" / "pages"
 SIGNING_KEY = "test-signing-key-0123456789abcdef"
+HASH_KEY = "test-hash-key-0123456789abcdef"  # grant: keys the consent log's visitor hash
+SECRETS = {settings_mod.SIGNING_KEYS_ENV: SIGNING_KEY, settings_mod.HASH_KEY_ENV: HASH_KEY}
 DESKTOP_UA = (
     "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/130.0.0.0 Safari/537.36"
 )
@@ -78,9 +81,24 @@ def config_dict(data_dir: Path, origin: str, **site_overrides: Any) -> dict[str,
 def make_settings(data_dir: Path, origin: str = "http://127.0.0.1:9", **site_overrides: Any) -> Settings:
     return settings_mod.from_mapping(
         config_dict(data_dir, origin, **site_overrides),
-        {settings_mod.SIGNING_KEYS_ENV: SIGNING_KEY},
+        SECRETS,
         data_dir,
     )
+
+
+def make_grant(key: str = SIGNING_KEY, **over: Any) -> Grant:
+    """grant: a grant signed outside the server (forged with another key, expired, another site…)."""
+    now = time.time()
+    args: dict[str, Any] = {
+        "consent_id": str(uuid.uuid4()),
+        "choice_id": str(uuid.uuid4()),
+        "site": "test",
+        "categories": {"statistics"},
+        "revision": 1,
+        "issued_at": now,
+        "expires_at": now + 182 * 86_400,
+    }
+    return Grants((key,)).issue(**(args | over))
 
 
 class PartnerSite:

@@ -1,15 +1,21 @@
-"""The consent log (proof of consent, GDPR art. 7(1)) and the visitor token it unlocks.
+"""``POST /consent``: log a choice (proof of consent, GDPR art. 7(1)) and answer with its grant.
 
-``POST /consent`` records one row per choice, durably (through the spool,
-like events), and returns the signed visitor token when statistics is
-granted. Global Privacy Control (``Sec-GPC: 1`` or ``gpc: true``) keeps
-marketing denied whatever the client asked for, and is recorded.
+One row per choice, durably (through the journal, like events), never
+rewritten (:mod:`pixel_server.consent.log`); the signed grant
+(:mod:`pixel_server.core.grant`) when statistics is granted at the site's
+current revision. A choice that takes something back revokes every earlier
+grant of its consent id at once (:mod:`pixel_server.consent.revocation`).
+Global Privacy Control (``Sec-GPC: 1`` or ``gpc: true``) keeps marketing
+denied whatever the client asked for, and is recorded. A marketing-only choice
+gets no grant: nothing is measured server-side without statistics.
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import secrets
+import time
 import uuid
 from typing import Any
 
@@ -17,6 +23,8 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
+from pixel_server.consent.log import Logged, body_hash, lookup_store, visitor_hash
+from pixel_server.consent.revocation import revokes
 from pixel_server.core.errors import DropReason, Rejected
 from pixel_server.core.http import check_content_type, cors_headers, json_response, read_capped
 from pixel_server.core.journal import JournalError, JournalFull
@@ -113,6 +121,18 @@ async def post_consent(request: Request) -> Response:
             raise Rejected(
                 DropReason.BAD_ORIGIN, 403, "origin", f"origin {origin!r} is not allowed for this site"
             )
+        if choice["revision"] > site.revision:
+            raise _bad("revision", f"newer than the site's current revision ({site.revision})")
+        key = body_hash(choice)
+        prior = await _logged(state, site.id, choice["consent_id"], choice["choice_id"])
+        if prior is not None and prior.body_hash != key:
+            raise Rejected(
+                DropReason.CONFLICT,
+                409,
+                "choice_id",
+                "this choice_id is logged with another body; a logged choice is never rewritten "
+                "(make a new choice with a new choice_id)",
+            )
     except Rejected as exc:
         state.metrics.drop(exc.reason)
         return json_response(exc.body(), exc.status, headers)
@@ -123,54 +143,110 @@ async def post_consent(request: Request) -> Response:
         choice["granted"].remove("marketing")  # GPC: marketing stays off, whatever was asked
     granted = ["necessary", *[c for c in choice["granted"] if c != "necessary"]]
     denied = [c for c in CATEGORIES if c not in granted]
-    ua = parse_user_agent(request.headers.get("user-agent", ""))
-    row = {
-        "choice_id": choice["choice_id"],
-        "consent_id": choice["consent_id"],
-        "site_id": site.id,
-        "ts": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3],
-        "action": choice["action"],
-        "granted": granted,
-        "denied": denied,
-        "revision": choice["revision"],
-        "lang": choice["lang"],
-        "gpc": int(choice["gpc"]),
-        "layer": choice["layer"],
-        "ua_family": "bot" if ua.is_bot else ua.browser,
-        "retention_days": site.consent_log_days,
-    }
-    try:
-        await state.journal.append("consent_log", [row])
-    except JournalError as exc:
-        reason = DropReason.JOURNAL_FULL if isinstance(exc, JournalFull) else DropReason.UNAVAILABLE
-        state.metrics.drop(reason)
-        retry = {"Retry-After": str(getattr(exc, "retry_after", 5))}
-        return json_response({"error": reason.value, "field": None, "detail": str(exc)}, 503, headers | retry)
-    state.metrics.consent_choices.labels(site.id, choice["action"]).inc()
+    cid, revocations = choice["consent_id"], state.revocations
+    # The grant the page sent (its current one): whose rows these are, and the visitor id to keep.
+    sent = state.grants.verify(choice["token"], allow_expired=True)
+    if sent is not None and (sent.site != site.id or sent.consent_id != cid):
+        sent = None
+    measured = "statistics" in granted and choice["revision"] == site.revision
 
-    out: dict[str, Any] = {
-        "consent_id": choice["consent_id"],
-        "granted": granted,
-        "token": None,
-        "token_expires": None,
-    }
-    if "statistics" in granted:
-        visitor = state.tokens.verify(choice["token"]) or state.tokens.issue()
-        out["token"] = visitor.token
-        out["token_expires"] = visitor.expires_at * 1000
+    if prior is None:
+        latest = revocations.latest(cid)
+        ts_ms = max(int(time.time() * 1000), round(latest * 1000) + 1 if latest is not None else 0)
+        in_force = sent is not None and not revocations.is_revoked(sent) and time.time() < sent.expires_at
+        vid: uuid.UUID | None = sent.visitor_id if sent is not None and in_force else None
+        if measured and vid is None:
+            vid = uuid.UUID(bytes=secrets.token_bytes(16))
+        whose = vid or (sent.visitor_id if sent is not None else None)
+        ua = parse_user_agent(request.headers.get("user-agent", ""))
+        row = {
+            "choice_id": choice["choice_id"],
+            "consent_id": cid,
+            "site_id": site.id,
+            "ts": ts_ms / 1000,
+            "action": choice["action"],
+            "granted": granted,
+            "denied": denied,
+            "revision": choice["revision"],
+            "lang": choice["lang"],
+            "gpc": int(choice["gpc"]),
+            "layer": choice["layer"],
+            "ua_family": "bot" if ua.is_bot else ua.browser,
+            "retention_days": site.consent_log_days,
+            "visitor_hash": visitor_hash(state.settings.hash_key, whose) if whose is not None else "",
+            "body_hash": key,
+            "row_id": str(uuid.uuid4()),
+        }
+        try:
+            await state.journal.append("consent_log", [row])
+        except JournalError as exc:
+            reason = DropReason.JOURNAL_FULL if isinstance(exc, JournalFull) else DropReason.UNAVAILABLE
+            state.metrics.drop(reason)
+            retry = {"Retry-After": str(getattr(exc, "retry_after", 5))}
+            return json_response(
+                {"error": reason.value, "field": None, "detail": str(exc)}, 503, headers | retry
+            )
+        # On disk: it holds from now on, on this node, before any answer goes out.
+        state.choices.remember(cid, choice["choice_id"], Logged(key, ts_ms / 1000, vid))
+        if revokes(choice["action"], granted):
+            revocations.record(cid, ts_ms / 1000)
+        state.metrics.consent_choices.labels(site.id, choice["action"]).inc()
+        issued_at = ts_ms / 1000
+    else:  # a retry of a logged choice: the same row, and a grant as of that choice, not of now
+        issued_at = prior.ts
+        vid = prior.visitor_id or (sent.visitor_id if sent is not None else None)
+        if measured and vid is None:
+            vid = uuid.UUID(bytes=secrets.token_bytes(16))
+
+    out: dict[str, Any] = {"consent_id": cid, "granted": granted, "token": None, "token_expires": None}
+    if measured:
+        grant = state.grants.issue(
+            consent_id=cid,
+            choice_id=choice["choice_id"],
+            site=site.id,
+            categories={c for c in granted if c != "necessary"},
+            revision=choice["revision"],
+            issued_at=issued_at,
+            expires_at=issued_at + site.consent_days * 86_400,  # never past the consent's expiry
+            visitor_id=vid,
+        )
+        if not revocations.is_revoked(grant) and time.time() < grant.expires_at:
+            out["token"] = grant.token
+            out["token_expires"] = int(grant.expires_at * 1000)
     return json_response(out, 200, headers)
 
 
+async def _logged(state: State, site_id: str, consent_id: str, choice_id: str) -> Logged | None:
+    """This choice's first row: this process's index (incl. the journal at start), else the log.
+
+    With the store away, a choice logged before this process started cannot be checked;
+    it is taken as new, and readers keep the first row of a choice_id (HISTORY_SQL)."""
+    found = state.choices.get(consent_id, choice_id)
+    if found is not None or state.store is None:
+        return found
+    try:
+        return await asyncio.to_thread(lookup_store, state.store, site_id, consent_id, choice_id)
+    except StoreError:
+        return None
+
+
+# The first row of each choice (a second one can only slip in while the store is away).
 HISTORY_SQL = """
 SELECT ts, action, granted, denied, revision, lang, gpc, layer
-FROM ${db}.consent_log FINAL
-WHERE site_id = {site:String} AND consent_id = {cid:UUID}
+FROM (
+    SELECT * FROM ${db}.consent_log FINAL
+    WHERE site_id = {site:String} AND consent_id = {cid:UUID}
+    ORDER BY ts ASC
+    LIMIT 1 BY choice_id
+)
 ORDER BY ts DESC
 LIMIT 200
 """
 
 
 async def get_history(request: Request) -> Response:
+    """A consent's history, for the holder of a grant of that consent id (expired or withdrawn
+    still proves it is theirs); the consent id alone opens nothing."""
     state: State = request.app.state.jp
     site = state.settings.sites.get(request.query_params.get("site", ""))
     if site is None:
@@ -181,6 +257,18 @@ async def get_history(request: Request) -> Response:
     except ValueError:
         return json_response(
             {"error": "invalid", "field": "consent_id", "detail": "must be a UUID"}, 400, headers
+        )
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    grant = state.grants.verify(token.strip(), allow_expired=True) if scheme.lower() == "bearer" else None
+    if grant is None or grant.consent_id != cid or grant.site != site.id:
+        return json_response(
+            {
+                "error": "unauthorized",
+                "field": "authorization",
+                "detail": "send the grant of this consent id as 'Authorization: Bearer <grant>'",
+            },
+            401,
+            {**headers, "WWW-Authenticate": "Bearer"},
         )
     if state.store is None or state.loader is None:
         return json_response(
@@ -203,10 +291,14 @@ CONSENT_RATES_SQL = """
 SELECT toDate(ts) AS day, category,
        countIf(has(granted, category)) AS granted,
        countIf(has(denied, category)) AS denied
-FROM ${db}.consent_log FINAL
+FROM (
+    SELECT ts, granted, denied FROM ${db}.consent_log FINAL
+    WHERE site_id = {site:String} AND ts >= {since:DateTime64(3, 'UTC')} AND ts < {until:DateTime64(3, 'UTC')}
+      AND action != 'expired'
+    ORDER BY ts ASC
+    LIMIT 1 BY choice_id
+)
 ARRAY JOIN ['statistics', 'marketing'] AS category
-WHERE site_id = {site:String} AND ts >= {since:DateTime64(3, 'UTC')} AND ts < {until:DateTime64(3, 'UTC')}
-  AND action != 'expired'
 GROUP BY day, category
 ORDER BY day, category
 """

@@ -18,7 +18,8 @@ class DropReason(StrEnum):
     UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"  # 415
     UNKNOWN_SITE = "unknown_site"  # 403
     BAD_ORIGIN = "bad_origin"  # 403: the page's origin is not one the site allows
-    NO_CONSENT = "no_consent"  # 403: no valid visitor token (issued only with statistics consent)
+    NO_CONSENT = "no_consent"  # 403: no valid grant (issued only with statistics consent), or revoked
+    CONFLICT = "conflict"  # 409: a choice_id already logged with another body (the log is never rewritten)
     BOT = "bot"  # 200 with nothing stored: crawlers, monitors, headless browsers
     UNAVAILABLE = "unavailable"  # 503: the journal could not write (I/O error); nothing acknowledged
     JOURNAL_FULL = "journal_full"  # 503 + Retry-After: over journal.max_bytes or the free-disk reserve

@@ -19,6 +19,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from pixel_server.core import channels
+from pixel_server.core.clickids import CLICK_ID_KEYS
 
 StorageBackend = Literal["chdb", "clickhouse"]
 STORAGE_BACKENDS: tuple[StorageBackend, ...] = ("chdb", "clickhouse")
@@ -26,7 +27,10 @@ STORAGE_BACKENDS: tuple[StorageBackend, ...] = ("chdb", "clickhouse")
 SIGNING_KEYS_ENV = "JOBPIXEL_SIGNING_KEYS"
 CLICKHOUSE_URL_ENV = "CLICKHOUSE_URL"
 CONFIG_ENV = "JOBPIXEL_CONFIG"
+HASH_KEY_ENV = "JOBPIXEL_HASH_KEY"  # grant: keys the visitor hash in the consent log
 
+UTM_QUERY_KEYS = frozenset(("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content"))
+_QUERY_KEY_RE = re.compile(r"^[a-z0-9_.\-\[\]]{1,64}$")
 _ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 _DB_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 _HOST_RE = re.compile(r"^(?=.{1,253}$)[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$")
@@ -63,6 +67,8 @@ class Site:
     float_button: bool = False
     channels: Mapping[str, Mapping[str, str]] = field(default_factory=lambda: MappingProxyType({}))
     texts: Mapping[str, Mapping[str, str]] = field(default_factory=lambda: MappingProxyType({}))
+    # grant: query parameters kept in stored URLs without a marketing grant (lower case)
+    keep_query: frozenset[str] = UTM_QUERY_KEYS
 
 
 @dataclass(frozen=True)
@@ -89,6 +95,7 @@ class Settings:
     journal_segment_seconds: float = 5.0
     log_level: str = "info"
     config_path: Path | None = None
+    hash_key: str = ""  # grant: JOBPIXEL_HASH_KEY, required by from_mapping
     # -- forwarding (branch channels) --
     forwarding: Forwarding = field(default_factory=lambda: Forwarding())
 
@@ -182,6 +189,17 @@ def from_mapping(
         if len(k) < 16:
             raise ConfigError(f"{SIGNING_KEYS_ENV}[{i}]: too short, use at least 16 characters")
 
+    # grant: the key of the visitor hash in the consent log (found again on an access/erasure request)
+    hash_key = env.get(HASH_KEY_ENV, "").strip()
+    if not hash_key:
+        raise ConfigError(
+            f"{HASH_KEY_ENV}: missing. Set it to a secret of at least 16 characters; it keys the visitor "
+            "hash in the consent log, so keep it as long as the log "
+            "(`python -c 'import secrets; print(secrets.token_urlsafe(32))'`)"
+        )
+    if len(hash_key) < 16:
+        raise ConfigError(f"{HASH_KEY_ENV}: too short, use at least 16 characters")
+
     data_dir = _path(_str(server, "data_dir", "server", default="var"), base_dir)
     chdb_path = storage.get("path")
     proxies = []
@@ -225,6 +243,7 @@ def from_mapping(
         journal_segment_seconds=_int(journal, "segment_seconds", "journal", default=5, lo=1, hi=3600) * 1.0,
         log_level=log_level,
         config_path=config_path,
+        hash_key=hash_key,
         forwarding=_forwarding(_table(raw, "forwarding"), _table(raw, "sites"), sites, env),
     )
 
@@ -244,6 +263,7 @@ _SITE_KEYS = {
     "float_button",
     "channels",
     "texts",
+    "keep_query",
 }
 
 
@@ -315,7 +335,24 @@ def _site(sid: str, t: Mapping[str, Any], partners: Mapping[str, Partner]) -> Si
         float_button=bool(t.get("float_button", False)),
         channels=MappingProxyType(chans),
         texts=MappingProxyType(texts),
+        keep_query=_keep_query(t, key),
     )
+
+
+def _keep_query(t: Mapping[str, Any], key: str) -> frozenset[str]:
+    """grant: the allow-list of query parameters kept without marketing; click ids never qualify."""
+    if "keep_query" not in t:
+        return UTM_QUERY_KEYS
+    out = set()
+    for i, k in enumerate(_list(t, "keep_query", key)):
+        if not isinstance(k, str) or not _QUERY_KEY_RE.match(k.lower()):
+            raise ConfigError(f"{key}.keep_query[{i}]: {k!r} is not a query parameter name")
+        if k.lower() in CLICK_ID_KEYS:
+            raise ConfigError(
+                f"{key}.keep_query[{i}]: {k!r} is an ad click id; it is kept only behind a marketing grant"
+            )
+        out.add(k.lower())
+    return frozenset(out)
 
 
 def _origin(value: str, key: str) -> str:

@@ -3,18 +3,25 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from pixel_server.core.grant import VisitorTokens
+from pixel_server.core.grant import Grants
 from pixel_server.core.journal import Journal
 from pixel_server.core.metrics import Metrics
 from pixel_server.core.settings import Settings
 from pixel_server.core.store import Loader, Store
 
+if TYPE_CHECKING:  # core imports no higher floor at run time; create_app builds these
+    from pixel_server.consent.log import Choices
+    from pixel_server.consent.revocation import Revocations
+
 
 @dataclass
 class State:
     settings: Settings
-    tokens: VisitorTokens
+    grants: Grants
+    revocations: Revocations
+    choices: Choices
     metrics: Metrics
     journal: Journal
     store: Store | None = None

@@ -20,6 +20,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import ua_parser.regex
 from ua_parser import Parser, load_lazy_builtins
 
+from pixel_server.core.clickids import CLICK_ID_KEYS
+
 _PARSER = Parser(ua_parser.regex.Resolver(load_lazy_builtins()))
 _DOMAINS = ua_parser.Domain.USER_AGENT | ua_parser.Domain.OS  # the device domain costs ~8 µs more
 
@@ -64,15 +66,10 @@ _TABLET_WORDS = ("ipad", "tablet", "kindle", "silk/", "playbook")
 _MOBILE_WORDS = ("mobi", "iphone", "ipod", "android", "windows phone", "blackberry", "opera mini")
 
 UTM_KEYS = ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content")
-# Ad-network click ids (query key, any case → canonical name), in order of preference.
-CLICK_ID_KEYS = {
-    "gclid": "gclid",
-    "gbraid": "gbraid",
-    "wbraid": "wbraid",
-    "fbclid": "fbclid",
-    "li_fat_id": "li_fat_id",
-    "sccid": "ScCid",
-}
+# A click-id parameter anywhere in a string (a URL in a prop, a query string, a fragment).
+_CLICK_ID_RE = re.compile(
+    r"(?:^|[?&#;/\s])(?:" + "|".join(re.escape(k) for k in CLICK_ID_KEYS) + r")=", re.IGNORECASE
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,15 +144,53 @@ def parse_url(url: str) -> UrlInfo:
 
 
 @lru_cache(maxsize=20_000)
-def without_click_ids(url: str) -> str:
-    """The URL without ad-network click-id parameters (kept only with marketing consent)."""
+def stored_url(url: str, keep: frozenset[str], marketing: bool) -> str:
+    """The page URL as stored: no fragment, only the site's allow-listed query parameters,
+    and the click ids only behind a marketing grant (issue #7, section 2)."""
     parts = urlsplit(url)
-    if not parts.query:
-        return url
     kept = [
-        (k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k.lower() not in CLICK_ID_KEYS
+        (k, v)
+        for k, v in parse_qsl(parts.query, keep_blank_values=True)
+        if k.lower() in keep or (marketing and k.lower() in CLICK_ID_KEYS)
     ]
-    return urlunsplit(parts._replace(query=urlencode(kept)))
+    path = parts.path if marketing else _CLICK_ID_RE.split(parts.path, 1)[0]  # ";gclid=…" in a path
+    return urlunsplit(parts._replace(path=path, query=urlencode(kept), fragment=""))
+
+
+@lru_cache(maxsize=20_000)
+def stored_referrer(referrer: str) -> str:
+    """``scheme://host/path``: no query, no fragment, no user info (what Plausible keeps)."""
+    if not referrer:
+        return ""
+    try:
+        parts = urlsplit(referrer)
+        host = parts.hostname or ""
+        port = parts.port
+    except ValueError:
+        return ""
+    if not parts.scheme or not host:
+        return ""
+    netloc = (f"[{host}]" if ":" in host else host) + (f":{port}" if port else "")
+    path: str = _CLICK_ID_RE.split(parts.path, 1)[0]
+    return urlunsplit((parts.scheme.lower(), netloc, path, "", ""))
+
+
+def stored_props(props: dict[str, str], keep: frozenset[str], marketing: bool) -> dict[str, str]:
+    """Props as stored: a URL value loses its fragment and what the allow-list does not keep;
+    without marketing, a click-id key is dropped, and so is any other value carrying one."""
+    out = {}
+    for k, v in props.items():
+        if not marketing and k.lower() in CLICK_ID_KEYS:
+            continue
+        if v.startswith(("http://", "https://")):
+            try:
+                v = stored_url(v, keep, marketing)
+            except ValueError:
+                continue
+        elif not marketing and _CLICK_ID_RE.search(v):
+            continue
+        out[k] = v
+    return out
 
 
 @lru_cache(maxsize=20_000)

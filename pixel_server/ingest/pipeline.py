@@ -19,7 +19,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Send
 
 from pixel_server.core.errors import DropReason, Rejected
-from pixel_server.core.grant import Visitor
+from pixel_server.core.grant import Grant
 from pixel_server.core.http import check_content_type, cors_for, read_body
 from pixel_server.core.journal import JournalError, JournalFull
 from pixel_server.core.settings import Site
@@ -29,7 +29,9 @@ from pixel_server.ingest.enrich import (
     parse_url,
     parse_user_agent,
     referrer_domain,
-    without_click_ids,
+    stored_props,
+    stored_referrer,
+    stored_url,
 )
 from pixel_server.ingest.request import Hit, parse_body
 
@@ -40,7 +42,7 @@ class Batch:
     hits: list[Hit]
     is_array: bool
     sites: dict[str, Site] = field(default_factory=dict)
-    visitors: list[Visitor] = field(default_factory=list)
+    grants: list[Grant] = field(default_factory=list)
     ua: UserAgentInfo | None = None
     rows: list[dict[str, Any]] = field(default_factory=list)
 
@@ -76,20 +78,46 @@ def drop_bad_origin(state: State, batch: Batch) -> None:
 
 
 def drop_no_consent(state: State, batch: Batch) -> None:
-    """Events need a valid visitor token, which is only issued with statistics consent."""
-    cache: dict[str, Visitor] = {}
+    """Events need a verified grant with statistics for this site, at its current revision, unexpired
+    and not revoked since it was issued. What may be stored comes from the grant, never the body."""
+    cache: dict[str, Grant] = {}
+    revocations = state.revocations
     for i, hit in enumerate(batch.hits):
         token = hit.token or ""
-        visitor = cache.get(token) or state.tokens.verify(token)
-        if visitor is None:
-            raise Rejected(
-                DropReason.NO_CONSENT,
-                403,
-                _field(batch, i, "token"),
-                "no valid visitor token: it is issued by POST /consent when statistics is granted",
-            )
-        cache[token] = visitor
-        batch.visitors.append(visitor)
+        grant = cache.get(token)
+        if grant is None:
+            grant = state.grants.verify(token)
+            why = _no_consent(state, batch, hit, grant)
+            if why is not None:
+                raise Rejected(DropReason.NO_CONSENT, 403, _field(batch, i, "token"), why)
+            assert grant is not None
+            if revocations.is_revoked(grant):
+                raise Rejected(
+                    DropReason.NO_CONSENT, 403, _field(batch, i, "token"), "the grant was withdrawn"
+                )
+            if not revocations.can_judge(grant):
+                raise Rejected(
+                    DropReason.UNAVAILABLE,
+                    503,
+                    _field(batch, i, "token"),
+                    "the consent log is not loaded yet (the store is away); try again",
+                )
+            cache[token] = grant
+        elif grant.site != hit.site:
+            raise Rejected(DropReason.NO_CONSENT, 403, _field(batch, i, "token"), "a grant for another site")
+        batch.grants.append(grant)
+
+
+def _no_consent(state: State, batch: Batch, hit: Hit, grant: Grant | None) -> str | None:
+    if grant is None:
+        return "no valid grant: POST /consent issues one when statistics is granted"
+    if grant.site != hit.site:
+        return "a grant for another site"
+    if grant.revision < batch.sites[hit.site].revision:
+        return "a grant for an older banner revision: the visitor must choose again"
+    if not grant.statistics:
+        return "the grant does not include statistics"
+    return None
 
 
 def drop_bot(state: State, batch: Batch) -> None:
@@ -103,11 +131,11 @@ def put_rows(state: State, batch: Batch) -> None:
     assert ua is not None
     now = round(time.time(), 3)  # DateTime64(3) takes epoch seconds as a JSON number
     gpc = batch.headers.get("sec-gpc") == "1"  # Global Privacy Control: marketing stays off
-    for hit, visitor in zip(batch.hits, batch.visitors, strict=True):
-        if gpc:
-            hit.marketing = False
+    for hit, grant in zip(batch.hits, batch.grants, strict=True):
+        marketing = grant.marketing and not gpc
+        keep = batch.sites[hit.site].keep_query
         url = parse_url(hit.url)
-        click_type = next(iter(url.click_ids), "")
+        referrer = stored_referrer(hit.referrer)
         batch.rows.append(
             {
                 "event_id": hit.event_id,
@@ -116,22 +144,24 @@ def put_rows(state: State, batch: Batch) -> None:
                 "name": hit.name,
                 "ts": now,
                 "client_ts": _ms_to_ch(hit.client_ts),
-                "visitor_id": str(visitor.id),
+                "visitor_id": str(grant.visitor_id),
+                "consent_id": grant.consent_id,
+                "choice_id": grant.choice_id,
+                "grant_issued_at": grant.issued_at,
                 "pageview_id": hit.pageview_id,
-                # Click ids identify an ad click: kept only with marketing consent, here too.
-                "url": hit.url if hit.marketing or not url.click_ids else without_click_ids(hit.url),
+                # No fragment, the site's allow-listed parameters; click ids only behind a marketing grant.
+                "url": stored_url(hit.url, keep, marketing),
                 "hostname": url.hostname,
                 "path": url.path,
-                "referrer": hit.referrer,
-                "referrer_domain": referrer_domain(hit.referrer, url.hostname),
+                "referrer": referrer,
+                "referrer_domain": referrer_domain(referrer, url.hostname),
                 "utm_source": url.utm.get("utm_source", ""),
                 "utm_medium": url.utm.get("utm_medium", ""),
                 "utm_campaign": url.utm.get("utm_campaign", ""),
                 "utm_term": url.utm.get("utm_term", ""),
                 "utm_content": url.utm.get("utm_content", ""),
-                "click_id_type": click_type,
-                # Click ids identify an ad click: kept only with marketing consent.
-                "click_ids": url.click_ids if hit.marketing else {},
+                "click_id_type": next(iter(url.click_ids), ""),  # the kind of ad click, not the id
+                "click_ids": url.click_ids if marketing else {},
                 "browser": ua.browser,
                 "browser_version": ua.browser_version,
                 "os": ua.os,
@@ -140,8 +170,8 @@ def put_rows(state: State, batch: Batch) -> None:
                 "engaged_ms": hit.engaged_ms,
                 "scroll_pct": hit.scroll,
                 "activity": hit.activity,
-                "marketing": int(hit.marketing),
-                "props": hit.props,
+                "marketing": int(marketing),
+                "props": stored_props(hit.props, keep, marketing) if hit.props else {},
                 "retention_days": batch.sites[hit.site].retention_days,
             }
         )

@@ -46,8 +46,7 @@ class Hit:
     scroll: int
     activity: int
     client_ts: int | None
-    token: str | None
-    marketing: bool
+    token: str | None  # the grant; what may be stored comes from it (a body `marketing` is ignored)
     props: dict[str, str]
 
 
@@ -134,9 +133,6 @@ def parse_event(ev: dict[str, Any], prefix: str) -> Hit:
     token = ev.get("token")
     if token is not None and not isinstance(token, str):
         raise bad("token", "must be a string")
-    marketing = ev.get("marketing", False)
-    if not isinstance(marketing, bool):
-        raise bad("marketing", "must be true or false")
     return Hit(
         site=site,
         ad=text("ad", MAX_NAME),
@@ -150,7 +146,6 @@ def parse_event(ev: dict[str, Any], prefix: str) -> Hit:
         activity=integer("activity", 0, MAX_ACTIVITY),
         client_ts=client_ts,
         token=token,
-        marketing=marketing,
         props=_props(ev.get("props"), prefix),
     )
 

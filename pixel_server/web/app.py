@@ -16,7 +16,10 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from pixel_server.consent import api as consent
-from pixel_server.core.grant import VisitorTokens
+from pixel_server.consent import revocation
+from pixel_server.consent.log import Choices, journal_rows
+from pixel_server.consent.revocation import Revocations
+from pixel_server.core.grant import Grants
 from pixel_server.core.http import json_response
 from pixel_server.core.journal import Journal
 from pixel_server.core.metrics import CONTENT_TYPE_LATEST, Metrics
@@ -50,7 +53,9 @@ def create_app(settings: Settings, *, demo: bool = False) -> JobpixelApp:
     )
     state = State(
         settings=settings,
-        tokens=VisitorTokens(settings.signing_keys, settings.token_days),
+        grants=Grants(settings.signing_keys),
+        revocations=Revocations(),
+        choices=Choices(),
         metrics=metrics,
         journal=journal,
     )
@@ -63,6 +68,10 @@ def create_app(settings: Settings, *, demo: bool = False) -> JobpixelApp:
         on_connect=lambda store: setattr(state, "store", store),
     )
     state.loader = loader
+    # grant: choices and revocations acknowledged but not yet in ClickHouse (e.g. just before a crash)
+    leftovers = journal_rows(journal, CONSUMER)
+    state.revocations.load_rows(leftovers)
+    state.choices.load_rows(leftovers)
     all_origins = frozenset(o for s in settings.sites.values() for o in s.origins)
     ping = _CachedPing(state)
 
@@ -73,9 +82,12 @@ def create_app(settings: Settings, *, demo: bool = False) -> JobpixelApp:
         except BaseException:
             journal.close()
             raise
+        await _load_revocations(state)  # grant: before the first request, when the store answers
+        keeper = asyncio.create_task(_keep_revocations(state))
         try:
             yield
         finally:
+            keeper.cancel()
             try:
                 await loader.stop()  # a last drain; what fails stays journaled for the next start
             except Exception as exc:
@@ -90,7 +102,7 @@ def create_app(settings: Settings, *, demo: bool = False) -> JobpixelApp:
             headers |= {
                 "Access-Control-Allow-Origin": origin,
                 "Access-Control-Allow-Methods": "GET, POST",
-                "Access-Control-Allow-Headers": "Content-Type",
+                "Access-Control-Allow-Headers": "Content-Type, Authorization",
                 "Access-Control-Max-Age": "86400",
             }
         return Response(status_code=204, headers=headers)
@@ -139,6 +151,7 @@ def create_app(settings: Settings, *, demo: bool = False) -> JobpixelApp:
         Route("/consent", consent.post_consent, methods=["POST"]),
         Route("/consent", preflight, methods=["OPTIONS"]),
         Route("/consent/{consent_id}", consent.get_history, methods=["GET"]),
+        Route("/consent/{consent_id}", preflight, methods=["OPTIONS"]),
         Route("/healthz", healthz, methods=["GET", "HEAD"]),
         Route("/readyz", readyz, methods=["GET", "HEAD"]),
         Route("/metrics", metrics_route, methods=["GET"]),
@@ -195,3 +208,25 @@ class _CachedPing:
                 error = str(exc) or type(exc).__name__
         self._error, self._at = error, time.monotonic()
         return error
+
+
+async def _load_revocations(state: State) -> None:
+    """grant: the revocation history once the store answers; then, on the clickhouse backend
+    (several nodes share the log), what the others logged since."""
+    store = state.store
+    if store is None:
+        return
+    try:
+        if not state.revocations.history_loaded:
+            days = max(site.consent_days for site in state.settings.sites.values()) + 1
+            await asyncio.to_thread(revocation.load_history, state.revocations, store, days)
+        elif state.settings.storage_backend == "clickhouse":
+            await asyncio.to_thread(revocation.reload_recent, state.revocations, store)
+    except StoreError as exc:
+        log.warning("revocations: load failed (%s); retrying in %.0f s", exc, revocation.POLL_S)
+
+
+async def _keep_revocations(state: State) -> None:
+    while True:
+        await asyncio.sleep(revocation.POLL_S)
+        await _load_revocations(state)

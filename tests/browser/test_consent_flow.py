@@ -315,3 +315,78 @@ def test_gpc_turned_on_after_marketing_consent_withdraws_it(
     assert (c["s"], c["m"], c["gpc"]) == (1, 0, 1)
     assert third_party.requests == []
     expect(page.locator("dialog")).to_have_count(0)
+
+
+def test_withdrawal_ends_the_grant_at_once(
+    page: Page, context: BrowserContext, pixel_server: LiveServer, third_party: ThirdParty
+) -> None:
+    """Issue #7: accept → events under the grant; withdraw → /collect refuses that grant at once."""
+    open_page(page, pixel_server, TEST)
+    choose(page, "Godta alle")
+    grant = urllib.parse.unquote(cookies(context)["jobpixel_vid"])
+    verified = pixel_server.state.grants.verify(grant)
+    assert verified is not None and verified.marketing and verified.site == "test"
+    stored = events(page, pixel_server, 1)
+    for event in stored:
+        assert (event["visitor_id"], event["consent_id"]) == (str(verified.visitor_id), verified.consent_id)
+        assert event["choice_id"] == verified.choice_id and event["marketing"] == 1
+
+    page.get_by_role("link", name="Se/endre dine innstillinger").click()
+    expect(page.locator("dialog.jpb-2")).to_be_visible()
+    choose(page, "Avvis alle")
+    assert "jobpixel_vid" not in cookies(context)
+    # the very next request with the old grant, straight after the banner's answer, no flush between
+    body = {"site": "test", "name": "pageview", "url": pixel_server.origin_page_url(TEST), "token": grant}
+    r = page.request.post(
+        pixel_server.url + "/collect",
+        data=json.dumps({**body, "event_id": "7f1c2b8e-1111-4a4a-9b9b-123456789abc"}),
+        headers={"Content-Type": "text/plain", "Origin": pixel_server.partner.origin},
+    )
+    assert r.status == 403 and r.json() == {
+        "error": "no_consent",
+        "field": "token",
+        "detail": "the grant was withdrawn",
+    }
+    withdrawal = rows(page, pixel_server, 2)[-1]
+    assert withdrawal["action"] == "withdraw"
+    # the banner sent the grant with the withdrawal: the row names the visitor by its keyed hash only
+    from pixel_server.consent.log import visitor_hash
+
+    assert withdrawal["visitor_hash"] == visitor_hash(
+        pixel_server.state.settings.hash_key, verified.visitor_id
+    )
+    page.reload()
+    page.wait_for_load_state("networkidle")
+    assert len(pixel_server.events()) == len(stored)  # nothing measured after the withdrawal
+
+
+def test_no_click_id_is_stored_for_a_statistics_only_visitor(
+    page: Page, context: BrowserContext, pixel_server: LiveServer, third_party: ThirdParty
+) -> None:
+    """Issue #7 §2 in Chromium: every known click id in the URL, its fragment, the referrer, the SPA
+    referrer after the page cleaned its URL with replaceState, and props; none is stored."""
+    from pixel_server.core.clickids import CLICK_ID_KEYS
+
+    ids = "&".join(f"{key}=zq{i:02d}q" for i, key in enumerate(CLICK_ID_KEYS))
+    context.add_cookies(pixel_server.grant(statistics=True, marketing=False))  # type: ignore[arg-type]
+    page.goto(
+        pixel_server.origin_page_url(f"/jobb/4711/pixel_ad.html?utm_source=s&{ids}#{ids}"),
+        referer=f"https://www.google.com/aclk?{ids}",
+    )
+    events(page, pixel_server, 1, name="pageview")
+    page.evaluate("history.replaceState({}, '', location.pathname + '?utm_source=s')")  # the page cleans up
+    page.evaluate("history.pushState({}, '', '/jobb/777/pixel_ad.html')")  # an SPA view
+    landing = f"{pixel_server.partner.origin}/?{ids}"
+    page.evaluate(f"jobpixel('track', 'custom_event', {{gclid: 'zqpq', landing: '{landing}'}})")
+    events(page, pixel_server, 1, name="custom_event")
+    events(page, pixel_server, 1, ad_id="777")
+    stored = pixel_server.events()
+    assert "zq" not in json.dumps(stored)
+    assert all(e["click_ids"] == {} and e["marketing"] == 0 for e in stored)
+    first = min(
+        (e for e in stored if e["name"] == "pageview" and e["ad_id"] == "4711"), key=lambda e: e["ts"]
+    )
+    [second] = [e for e in stored if e["name"] == "pageview" and e["ad_id"] == "777"]
+    assert first["url"] == pixel_server.origin_page_url("/jobb/4711/pixel_ad.html?utm_source=s")
+    assert first["referrer"] == "https://www.google.com/aclk" and first["click_id_type"] == "gclid"
+    assert second["referrer"] == pixel_server.origin_page_url("/jobb/4711/pixel_ad.html")

@@ -63,19 +63,30 @@ def test_token_only_with_statistics(pixel_server: LiveServer) -> None:
     assert r.status_code == 200 and r.json()["token"] is None
 
 
-def test_existing_valid_token_is_kept_and_a_bad_one_replaced(pixel_server: LiveServer) -> None:
-    first = post(pixel_server, choice()).json()
-    again = post(pixel_server, choice(token=first["token"])).json()
-    assert again["token"] == first["token"] and again["token_expires"] == first["token_expires"]
-    fresh = post(pixel_server, choice(token="forged.token.value-forged-forged")).json()
-    assert fresh["token"] and fresh["token"] != first["token"]
+def test_visitor_id_kept_only_from_a_grant_of_the_same_consent(pixel_server: LiveServer) -> None:
+    grants = pixel_server.state.grants
+    cid = str(uuid.uuid4())
+    first = post(pixel_server, choice(consent_id=cid)).json()
+    vid = grants.verify(first["token"]).visitor_id  # type: ignore[union-attr]
+    again = post(pixel_server, choice(consent_id=cid, token=first["token"])).json()
+    assert again["token"] != first["token"]  # a new grant, for the new choice
+    assert grants.verify(again["token"]).visitor_id == vid  # type: ignore[union-attr]
+    for token in (first["token"], "forged.token.value-forged-forged"):  # another consent's grant, a forgery
+        fresh = post(pixel_server, choice(token=token)).json()
+        assert fresh["token"] and grants.verify(fresh["token"]).visitor_id != vid  # type: ignore[union-attr]
 
 
 def test_retried_choice_is_one_row(pixel_server: LiveServer) -> None:
     body = choice()
-    post(pixel_server, body)
-    post(pixel_server, body)
+    first = post(pixel_server, body)
+    again = post(pixel_server, body)
+    assert first.status_code == again.status_code == 200
+    pixel_server.flush()
+    assert post(pixel_server, body).status_code == 200  # once it is in ClickHouse, too
     assert len(pixel_server.consent_rows()) == 1
+    # the retry's grant is as of the logged choice, not of now
+    grants = pixel_server.state.grants
+    assert grants.verify(again.json()["token"]).issued_at == grants.verify(first.json()["token"]).issued_at  # type: ignore[union-attr]
 
 
 @pytest.mark.parametrize("how", ["header", "body"])
@@ -135,18 +146,23 @@ def test_history_newest_first(pixel_server: LiveServer) -> None:
         pixel_server,
         choice(consent_id=cid, action="withdraw", granted=["necessary"], denied=["statistics", "marketing"]),
     )
+    grant = post(pixel_server, choice(consent_id=cid)).json()["token"]
     r = httpx.get(
         f"{pixel_server.url}/consent/{cid}",
         params={"site": "test"},
-        headers={"Origin": pixel_server.partner.origin},
+        headers={"Origin": pixel_server.partner.origin, "Authorization": f"Bearer {grant}"},
     )
     assert r.status_code == 200 and r.headers["access-control-allow-origin"] == pixel_server.partner.origin
     hist = r.json()["history"]
-    assert [h["action"] for h in hist] == ["withdraw", "accept_all"]
-    assert hist[0]["denied"] == ["statistics", "marketing"] and hist[0]["gpc"] is False
+    assert [h["action"] for h in hist] == ["custom", "withdraw", "accept_all"]
+    assert hist[1]["denied"] == ["statistics", "marketing"] and hist[1]["gpc"] is False
     assert httpx.get(f"{pixel_server.url}/consent/not-a-uuid", params={"site": "test"}).status_code == 400
-    other = httpx.get(f"{pixel_server.url}/consent/{cid}", params={"site": "shop"}).json()
-    assert other["history"] == []  # a consent id is per site
+    other = httpx.get(
+        f"{pixel_server.url}/consent/{cid}",
+        params={"site": "shop"},
+        headers={"Authorization": f"Bearer {grant}"},
+    )
+    assert other.status_code == 401  # a consent id is per site, and so is its grant
 
 
 def test_consent_rates_per_day_and_category(pixel_server: LiveServer) -> None:

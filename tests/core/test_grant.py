@@ -1,40 +1,62 @@
-"""Visitor tokens: 128 random bits, signed, rotating keys, an expiry; anything bad is simply no id."""
+"""Grants: signed, rotating keys, an expiry; anything bad is simply no grant, never an error."""
 
 from __future__ import annotations
 
 import time
+import uuid
+from typing import Any
 
 import pytest
 
-from pixel_server.core.grant import VisitorTokens
+from pixel_server.core.grant import Grant, Grants
 
 OLD, NEW = "old-key-0123456789abcdef", "new-key-0123456789abcdef"
 
 
-def test_issue_and_verify_roundtrip() -> None:
-    tokens = VisitorTokens((NEW,), 396)
-    v = tokens.issue()
-    again = tokens.verify(v.token)
-    assert again is not None and again.id == v.id
-    assert v.id.int.bit_length() > 64  # random 128 bits (overwhelmingly likely)
-    assert tokens.issue().id != v.id
-    assert v.expires_at - v.issued_at == 396 * 86_400
+def issue(grants: Grants, **over: Any) -> Grant:
+    now = time.time()
+    args: dict[str, Any] = {
+        "consent_id": str(uuid.uuid4()),
+        "choice_id": str(uuid.uuid4()),
+        "site": "test-site_1",
+        "categories": {"statistics"},
+        "revision": 3,
+        "issued_at": now,
+        "expires_at": now + 182 * 86_400,
+    }
+    return grants.issue(**(args | over))
+
+
+def test_issue_and_verify_roundtrip_carries_every_field() -> None:
+    grants = Grants((NEW,))
+    g = issue(grants, categories={"statistics", "marketing"})
+    again = grants.verify(g.token)
+    assert again == g
+    assert Grants((NEW,)).verify(g.token) == g  # not only from the cache
+    assert g.statistics and g.marketing and g.revision == 3 and g.site == "test-site_1"
+    assert g.visitor_id.int.bit_length() > 64  # random 128 bits (overwhelmingly likely)
+    assert issue(grants).visitor_id != g.visitor_id
+    assert abs(g.issued_at - time.time()) < 5 and g.issued_at == round(g.issued_at, 3)
+    kept = uuid.uuid4()
+    assert issue(grants, visitor_id=kept).visitor_id == kept
 
 
 def test_key_rotation_newest_signs_all_verify() -> None:
-    before = VisitorTokens((OLD,), 396).issue()
-    rotated = VisitorTokens((OLD, NEW), 396)
-    assert rotated.verify(before.token) is not None  # old tokens survive a rotation
-    after = rotated.issue()
-    assert VisitorTokens((NEW,), 396).verify(after.token) is not None  # signed with the newest
-    assert VisitorTokens((OLD,), 396).verify(after.token) is None
-    assert VisitorTokens((NEW,), 396).verify(before.token) is None  # once OLD is retired
+    before = issue(Grants((OLD,)))
+    rotated = Grants((OLD, NEW))
+    assert rotated.verify(before.token) is not None  # old grants survive a rotation
+    after = issue(rotated)
+    assert Grants((NEW,)).verify(after.token) is not None  # signed with the newest
+    assert Grants((OLD,)).verify(after.token) is None
+    assert Grants((NEW,)).verify(before.token) is None  # once OLD is retired
 
 
-def test_expired_token_is_no_id() -> None:
-    tokens = VisitorTokens((NEW,), 30)
-    assert tokens.verify(tokens.issue(now=time.time() - 31 * 86_400).token) is None
-    assert tokens.verify(tokens.issue(now=time.time() - 29 * 86_400).token) is not None
+def test_expired_grant_is_no_grant_unless_asked_for_proof() -> None:
+    grants = Grants((NEW,))
+    g = issue(grants, issued_at=time.time() - 10, expires_at=time.time() - 1)
+    assert grants.verify(g.token) is None
+    assert grants.verify(g.token) is None  # the cache holds the signature, never the verdict on age
+    assert grants.verify(g.token, allow_expired=True) == g
 
 
 @pytest.mark.parametrize(
@@ -45,18 +67,18 @@ def test_expired_token_is_no_id() -> None:
         "",
         "x" * 500,
         "a.b.c",
-        "not base64!.AAAA.BBBB",
-        "ä" * 30,
-        "AAAAAAAAAAAAAAAAAAAAAA.AAAAAA.forgedsignatureforgedsignature",
+        "g1.AAAA.BBBB.CCCC.site.s.1.0.0.forgedsignatureforgedsignatureforgedsig",
+        "ä" * 60,
     ],
 )
-def test_garbage_is_no_id_never_an_error(bad: object) -> None:
-    assert VisitorTokens((NEW,), 396).verify(bad) is None
+def test_garbage_is_no_grant_never_an_error(bad: object) -> None:
+    assert Grants((NEW,)).verify(bad) is None
 
 
-def test_tampered_id_is_refused() -> None:
-    tokens = VisitorTokens((NEW,), 396)
-    tok = tokens.issue().token
-    raw, rest = tok.split(".", 1)
-    flipped = ("B" if raw[0] != "B" else "C") + raw[1:]
-    assert tokens.verify(f"{flipped}.{rest}") is None
+@pytest.mark.parametrize("part", [1, 2, 4, 5, 6, 7, 8])  # visitor, consent, site, categories, revision, times
+def test_any_tampered_field_is_refused(part: int) -> None:
+    grants = Grants((NEW,))
+    token = issue(grants, categories={"statistics"}).token
+    fields = token.split(".")
+    fields[part] = {4: "other-site", 5: "sm", 6: "99", 8: "zzzzzzz"}.get(part, fields[part][::-1])
+    assert grants.verify(".".join(fields)) is None

@@ -10,9 +10,9 @@ import pytest
 
 from pixel_server import cli
 from pixel_server.core import settings as s
-from tests.harness import SIGNING_KEY, config_dict
+from tests.harness import HASH_KEY, SECRETS, SIGNING_KEY, config_dict
 
-ENV = {s.SIGNING_KEYS_ENV: SIGNING_KEY}
+ENV = SECRETS
 
 
 def base() -> dict[str, Any]:
@@ -46,8 +46,14 @@ def put(path: str, value: Any) -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("cfg", "env", "key"),
     [
-        (base(), {}, "JOBPIXEL_SIGNING_KEYS"),
-        (base(), {s.SIGNING_KEYS_ENV: "short"}, "JOBPIXEL_SIGNING_KEYS[0]"),
+        (base(), {s.HASH_KEY_ENV: HASH_KEY}, "JOBPIXEL_SIGNING_KEYS"),
+        (base(), {s.SIGNING_KEYS_ENV: "short", s.HASH_KEY_ENV: HASH_KEY}, "JOBPIXEL_SIGNING_KEYS[0]"),
+        (base(), {s.SIGNING_KEYS_ENV: SIGNING_KEY}, "JOBPIXEL_HASH_KEY"),
+        (base(), {**ENV, s.HASH_KEY_ENV: "short"}, "JOBPIXEL_HASH_KEY"),
+        (put("sites.test.keep_query", ["utm_source", "gclid"]), ENV, "sites.test.keep_query[1]"),
+        (put("sites.test.keep_query", ["_GL"]), ENV, "sites.test.keep_query[0]"),
+        (put("sites.test.keep_query", "utm_source"), ENV, "sites.test.keep_query"),
+        (put("sites.test.keep_query", ["a b"]), ENV, "sites.test.keep_query[0]"),
         (put("sites", {}), ENV, "sites"),
         (put("sites.test.partner", "nobody"), ENV, "sites.test.partner"),
         (put("sites.test.partner", KeyError), ENV, "sites.test.partner"),
@@ -112,6 +118,7 @@ def test_check_config_command(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv(s.SIGNING_KEYS_ENV, SIGNING_KEY)
+    monkeypatch.setenv(s.HASH_KEY_ENV, HASH_KEY)
     good = Path(__file__).parents[2] / "pixel_server" / "web" / "demo" / "jobpixel.demo.toml"
     assert cli.main(["check-config", "--config", str(good)]) == 0
     assert "site demo" in capsys.readouterr().out

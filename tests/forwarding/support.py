@@ -22,7 +22,7 @@ import orjson
 from pixel_server.core import settings as settings_mod
 from pixel_server.core.settings import Settings
 from pixel_server.forwarding.outbox import Outbox
-from tests.harness import DESKTOP_UA, SIGNING_KEY, config_dict
+from tests.harness import DESKTOP_UA, HASH_KEY, SIGNING_KEY, config_dict
 
 SECRETS = {
     "GA4_API_SECRET": "ga4-secret-abc",
@@ -56,7 +56,7 @@ def forwarding_config(
 
 
 def forwarding_settings(data_dir: Path, endpoint: str | None, **kw: Any) -> Settings:
-    env = {settings_mod.SIGNING_KEYS_ENV: SIGNING_KEY, **SECRETS}
+    env = {settings_mod.SIGNING_KEYS_ENV: SIGNING_KEY, settings_mod.HASH_KEY_ENV: HASH_KEY, **SECRETS}
     return settings_mod.from_mapping(forwarding_config(data_dir, endpoint, **kw), env, data_dir)
 
 

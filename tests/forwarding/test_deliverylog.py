@@ -124,6 +124,7 @@ def test_deliveries_command(
         '[sites.shop]\npartner = "p"\norigins = ["https://jobs.example.no"]\n'
     )
     monkeypatch.setenv(settings_mod.SIGNING_KEYS_ENV, SIGNING_KEY)
+    monkeypatch.setenv(settings_mod.HASH_KEY_ENV, "test-hash-key-0123456789abcdef")
     store = ChdbStore(data / "chdb", "jobpixel")
     event_id = str(uuid.uuid4())
     sent = row(event_id)

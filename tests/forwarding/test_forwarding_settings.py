@@ -9,9 +9,9 @@ import pytest
 
 from pixel_server.core import settings as s
 from tests.forwarding.support import SECRETS, forwarding_config
-from tests.harness import SIGNING_KEY
+from tests.harness import HASH_KEY, SIGNING_KEY
 
-ENV = {s.SIGNING_KEYS_ENV: SIGNING_KEY, **SECRETS}
+ENV = {s.SIGNING_KEYS_ENV: SIGNING_KEY, s.HASH_KEY_ENV: HASH_KEY, **SECRETS}
 
 
 def build(cfg: dict[str, Any], env: dict[str, str] = ENV) -> s.Settings:
@@ -140,6 +140,7 @@ def test_check_config_names_the_variables_never_the_secrets(
         '[sites.shop.channels.meta]\nid = "1234567890"\nsecret_env = "META_TOKEN"\n'
     )
     monkeypatch.setenv(s.SIGNING_KEYS_ENV, SIGNING_KEY)
+    monkeypatch.setenv(s.HASH_KEY_ENV, HASH_KEY)
     monkeypatch.setenv("META_TOKEN", SECRETS["META_TOKEN"])
     assert cli.main(["check-config", "--config", str(config)]) == 0
     out = capsys.readouterr().out

@@ -10,8 +10,8 @@ from typing import Any
 import httpx
 import pytest
 
-from pixel_server.core.grant import VisitorTokens
-from tests.harness import DESKTOP_UA, SIGNING_KEY, LiveServer
+from pixel_server.core.grant import Grants
+from tests.harness import DESKTOP_UA, SIGNING_KEY, LiveServer, make_grant
 
 
 def event(pixel_server: LiveServer, token: str, **fields: Any) -> dict[str, Any]:
@@ -61,20 +61,28 @@ def test_accepted_event_is_queryable_with_enrichment(pixel_server: LiveServer, t
     assert row["click_ids"] == {}  # no marketing consent: the click id itself is not kept
     assert (row["browser"], row["os"], row["device"]) == ("Chrome", "Linux", "desktop")
     assert row["props"] == {"department": "kirurgi", "grade": "3"}
-    assert row["visitor_id"] == str(VisitorTokens((SIGNING_KEY,), 396).verify(token).id)  # type: ignore[union-attr]
+    grant = Grants((SIGNING_KEY,)).verify(token)
+    assert grant is not None and row["visitor_id"] == str(grant.visitor_id)
+    assert (row["consent_id"], row["choice_id"]) == (grant.consent_id, grant.choice_id)
     assert row["ts"].endswith("Z")
     assert "ip" not in " ".join(row).lower()  # no column could hold an address
 
 
-def test_click_ids_kept_only_with_marketing_consent(pixel_server: LiveServer, token: str) -> None:
-    assert post(pixel_server, event(pixel_server, token, marketing=True)).status_code == 204
+@pytest.fixture
+def marketing_token(pixel_server: LiveServer) -> str:
+    tok: str = pixel_server.consent(marketing=True)["token"]
+    return tok
+
+
+def test_click_ids_kept_only_with_marketing_consent(pixel_server: LiveServer, marketing_token: str) -> None:
+    assert post(pixel_server, event(pixel_server, marketing_token)).status_code == 204
     [row] = pixel_server.events()
     assert row["click_ids"] == {"gclid": "G123"} and row["marketing"] == 1
     assert row["url"].endswith("&gclid=G123")
 
 
-def test_sec_gpc_keeps_marketing_off(pixel_server: LiveServer, token: str) -> None:
-    r = post(pixel_server, event(pixel_server, token, marketing=True), {"Sec-GPC": "1"})
+def test_sec_gpc_keeps_marketing_off(pixel_server: LiveServer, marketing_token: str) -> None:
+    r = post(pixel_server, event(pixel_server, marketing_token), {"Sec-GPC": "1"})
     assert r.status_code == 204
     [row] = pixel_server.events()
     assert row["marketing"] == 0 and row["click_ids"] == {} and "G123" not in row["url"]
@@ -127,7 +135,6 @@ LONG = "x" * 2001
         (lambda e: {**e, "engaged_ms": "12"}, 400, "invalid", "engaged_ms"),
         (lambda e: {**e, "scroll": 101}, 400, "invalid", "scroll"),
         (lambda e: {**e, "pageview_id": "nope"}, 400, "invalid", "pageview_id"),
-        (lambda e: {**e, "marketing": "yes"}, 400, "invalid", "marketing"),
         (lambda e: {**e, "site": "nope"}, 403, "unknown_site", "site"),
         (lambda e: {k: v for k, v in e.items() if k != "token"}, 403, "no_consent", "token"),
         (lambda e: {**e, "token": e["token"][:-2] + "xx"}, 403, "no_consent", "token"),
@@ -202,14 +209,13 @@ def test_origin_not_allowed_is_403(pixel_server: LiveServer, token: str) -> None
 
 
 def test_expired_token_is_refused(pixel_server: LiveServer) -> None:
-    tokens = VisitorTokens((SIGNING_KEY,), 396)
-    old = tokens.issue(now=time.time() - 397 * 86_400).token
+    old = make_grant(issued_at=time.time() - 183 * 86_400, expires_at=time.time() - 86_400).token
     r = post(pixel_server, event(pixel_server, old))
     assert r.status_code == 403 and r.json()["error"] == "no_consent"
 
 
 def test_token_signed_with_unknown_key_is_refused(pixel_server: LiveServer) -> None:
-    forged = VisitorTokens(("some-other-key-0123456789",), 396).issue().token
+    forged = make_grant("some-other-key-0123456789").token
     assert post(pixel_server, event(pixel_server, forged)).status_code == 403
 
 

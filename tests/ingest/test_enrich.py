@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from pixel_server.ingest.enrich import parse_url, parse_user_agent, referrer_domain
+from pixel_server.ingest.enrich import (
+    parse_url,
+    parse_user_agent,
+    referrer_domain,
+    stored_props,
+    stored_referrer,
+    stored_url,
+)
 
 UA = {
     "win_chrome": "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
@@ -71,19 +78,66 @@ def test_url_utm_and_click_ids() -> None:
     assert parse_url("https://x.no").click_ids == {} and parse_url("https://x.no").path == "/"
 
 
+UTM = frozenset({"utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content"})
+
+
 @pytest.mark.parametrize(
-    ("url", "expected"),
+    ("url", "marketing", "expected"),
     [
-        ("https://x.no/jobb/1?utm_source=finn&gclid=G1&a=1", "https://x.no/jobb/1?utm_source=finn&a=1"),
-        ("https://x.no/jobb/1?FBCLID=F&ScCid=S&li_fat_id=L&wbraid=W&gbraid=B", "https://x.no/jobb/1"),
-        ("https://x.no/jobb/1?a=1#frag", "https://x.no/jobb/1?a=1#frag"),
-        ("https://x.no/jobb/1", "https://x.no/jobb/1"),
+        ("https://x.no/jobb/1?utm_source=finn&gclid=G1&a=1", False, "https://x.no/jobb/1?utm_source=finn"),
+        (
+            "https://x.no/jobb/1?utm_source=finn&gclid=G1&a=1",
+            True,
+            "https://x.no/jobb/1?utm_source=finn&gclid=G1",
+        ),
+        ("https://x.no/jobb/1?FBCLID=F&ScCid=S&li_fat_id=L&wbraid=W&gbraid=B", False, "https://x.no/jobb/1"),
+        ("https://x.no/jobb/1?msclkid=M&_gl=1*abc&ttclid=T&twclid=W&dclid=D", False, "https://x.no/jobb/1"),
+        ("https://x.no/jobb/1?a=1#frag", False, "https://x.no/jobb/1"),
+        ("https://x.no/jobb/1?gclid=G#gclid=G2", True, "https://x.no/jobb/1?gclid=G"),  # no fragment, ever
+        ("https://x.no/jobb/1;gclid=G1", False, "https://x.no/jobb/1"),
+        ("https://x.no/jobb/1?email=a%40b.no&utm_medium=cpc", False, "https://x.no/jobb/1?utm_medium=cpc"),
+        ("https://x.no/jobb/1", False, "https://x.no/jobb/1"),
     ],
 )
-def test_without_click_ids(url: str, expected: str) -> None:
-    from pixel_server.ingest.enrich import without_click_ids
+def test_stored_url_keeps_the_allow_list_and_click_ids_only_with_marketing(
+    url: str, marketing: bool, expected: str
+) -> None:
+    assert stored_url(url, UTM, marketing) == expected
 
-    assert without_click_ids(url) == expected
+
+def test_stored_url_per_site_allow_list() -> None:
+    keep = frozenset({"lang", "utm_source"})
+    assert stored_url("https://x.no/a?lang=nn&utm_source=s&utm_medium=m&q=x", keep, False) == (
+        "https://x.no/a?lang=nn&utm_source=s"
+    )
+
+
+@pytest.mark.parametrize(
+    ("ref", "expected"),
+    [
+        ("https://www.google.com/search?q=sykepleier+oslo", "https://www.google.com/search"),
+        ("https://jobs.example.no/jobb/1?gclid=G1&utm_source=x#top", "https://jobs.example.no/jobb/1"),
+        ("https://user:pw@Finn.NO:8443/job/1?x=1", "https://finn.no:8443/job/1"),
+        ("https://x.no/l;msclkid=M", "https://x.no/l"),
+        ("", ""),
+        ("not a url", ""),
+    ],
+)
+def test_stored_referrer_is_scheme_host_path(ref: str, expected: str) -> None:
+    assert stored_referrer(ref) == expected
+
+
+def test_stored_props_drop_click_ids_without_marketing() -> None:
+    props = {
+        "gclid": "G1",
+        "FBCLID": "F1",
+        "landing": "https://x.no/a?gclid=G2&utm_source=s#frag",
+        "note": "came via ?ttclid=T3",
+        "dept": "kirurgi",
+    }
+    assert stored_props(props, UTM, False) == {"landing": "https://x.no/a?utm_source=s", "dept": "kirurgi"}
+    kept = stored_props(props, UTM, True)
+    assert kept["gclid"] == "G1" and kept["landing"] == "https://x.no/a?gclid=G2&utm_source=s"
 
 
 @pytest.mark.parametrize(

@@ -10,8 +10,7 @@ import httpx
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pixel_server.core.grant import VisitorTokens
-from tests.harness import DESKTOP_UA, SIGNING_KEY, LiveServer
+from tests.harness import DESKTOP_UA, LiveServer, make_grant
 
 scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=80)
 values = st.recursive(
@@ -37,7 +36,9 @@ FIELDS = [
 ]
 
 
-TOKEN = VisitorTokens((SIGNING_KEY,), 396).issue().token  # valid: the fuzz reaches every pipeline step
+TOKEN = make_grant(
+    categories={"statistics", "marketing"}
+).token  # valid: the fuzz reaches every pipeline step
 
 
 def good_event() -> dict[str, Any]:

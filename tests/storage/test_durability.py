@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from pixel_server.storage.chdb_store import ChdbStore
-from tests.harness import DESKTOP_UA, SIGNING_KEY, free_port
+from tests.harness import DESKTOP_UA, SECRETS, free_port
 
 ORIGIN = "https://jobs.example.test"
 
@@ -44,7 +44,7 @@ origins = ["{ORIGIN}"]
 
 class Proc:
     def __init__(self, cfg: Path, port: int, **env_extra: str) -> None:
-        env = {**os.environ, "JOBPIXEL_SIGNING_KEYS": SIGNING_KEY, **env_extra}
+        env = {**os.environ, **SECRETS, **env_extra}
         self.url = f"http://127.0.0.1:{port}"
         self.p = subprocess.Popen(
             [sys.executable, "-m", "pixel_server", "serve", "--config", str(cfg)],

@@ -12,12 +12,13 @@ from pathlib import Path
 import orjson
 
 from pixel_server.storage.chdb_store import ChdbStore
-from tests.harness import SIGNING_KEY, free_port
+from tests.harness import SECRETS as HARNESS_SECRETS
+from tests.harness import free_port
 from tests.storage.test_durability import write_config
 
 
 def jobpixel(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "JOBPIXEL_SIGNING_KEYS": SIGNING_KEY}
+    env = {**os.environ, **HARNESS_SECRETS}
     return subprocess.run(
         [sys.executable, "-m", "pixel_server", *args], env=env, capture_output=True, text=True, timeout=120
     )

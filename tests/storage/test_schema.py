@@ -42,10 +42,15 @@ def event_row(days_ago: float = 0, retention_days: int = 395, **over: Any) -> di
 def test_migrations_are_versioned_and_idempotent(store: ChdbStore) -> None:
     schema_files = sorted(p.name[:-4] for p in SCHEMA_DIR.glob("*.sql"))
     assert store.migrate() == schema_files
-    assert schema_files[0] == "0001_init" and {"0004_delivery_log", "0005_dedup"} <= set(schema_files)
+    assert schema_files[0] == "0001_init" and {"0002_grant", "0004_delivery_log", "0005_dedup"} <= set(
+        schema_files
+    )
     assert store.migrate() == []
     versions = store.query("SELECT version, name FROM ${db}.schema_migrations FINAL ORDER BY version")
     assert [f"{v['version']:04d}_{v['name']}" for v in versions] == schema_files
+    for mig in load_migrations("jp_test"):  # every statement runs again without harm
+        for stmt in mig.statements:
+            store.execute(stmt)
     tables = {r["name"] for r in store.query("SELECT name FROM system.tables WHERE database = 'jp_test'")}
     assert {"events", "consent_log", "schema_migrations"} <= tables
 
@@ -134,3 +139,38 @@ def test_same_schema_on_a_clickhouse_server() -> None:
     finally:
         st.execute("DROP DATABASE IF EXISTS ${db}")
         st.close()
+
+
+def consent_row(choice_id: str, row_id: str, action: str, **over: Any) -> dict[str, Any]:
+    return {
+        "choice_id": choice_id,
+        "consent_id": "7f1c2b8e-1111-4a4a-9b9b-123456789abc",
+        "site_id": "s",
+        "ts": dt.datetime.now(dt.UTC).timestamp(),
+        "action": action,
+        "granted": ["necessary"],
+        "denied": ["statistics", "marketing"],
+        "revision": 1,
+        "retention_days": 30,
+        "row_id": row_id,
+        **over,
+    }
+
+
+def test_consent_log_is_append_only_but_a_replayed_insert_collapses(store: ChdbStore) -> None:
+    """grant: version 1 kept one row per choice_id, so a second body replaced the proof (issue #7)."""
+    store.migrate()
+    choice, row_a, row_b = (str(uuid.uuid4()) for _ in range(3))
+    first = consent_row(choice, row_a, "accept_all", granted=["necessary", "statistics", "marketing"])
+    store.insert("consent_log", [first])
+    store.insert("consent_log", [consent_row(choice, row_b, "reject_all")])  # same choice_id, other write
+    store.insert("consent_log", [first])  # the loader replays a segment
+    store.execute("OPTIMIZE TABLE ${db}.consent_log FINAL")
+    rows = store.query("SELECT action, toString(row_id) AS r FROM ${db}.consent_log ORDER BY action")
+    assert rows == [{"action": "accept_all", "r": row_a}, {"action": "reject_all", "r": row_b}]
+    [t] = store.query(
+        "SELECT sorting_key FROM system.tables WHERE database = 'jp_test' AND name = 'consent_log'"
+    )
+    assert t["sorting_key"] == "site_id, consent_id, choice_id, row_id"
+    cols = {r["name"] for r in store.query("SELECT name FROM system.columns WHERE database = 'jp_test'")}
+    assert {"visitor_hash", "body_hash", "row_id", "consent_id", "choice_id", "grant_issued_at"} <= cols

@@ -11,7 +11,7 @@ import pytest
 
 from pixel_server.core import settings as settings_mod
 from pixel_server.core.settings import Settings
-from tests.harness import DESKTOP_UA, SIGNING_KEY, LiveServer, PartnerSite, config_dict, free_port
+from tests.harness import DESKTOP_UA, SECRETS, LiveServer, PartnerSite, config_dict, free_port
 
 
 class StoreDownServer(LiveServer):
@@ -22,7 +22,7 @@ class StoreDownServer(LiveServer):
         cfg = config_dict(self.data_dir, self.partner.origin)
         cfg["storage"] = {"backend": "clickhouse"}
         env = {
-            settings_mod.SIGNING_KEYS_ENV: SIGNING_KEY,
+            **SECRETS,
             settings_mod.CLICKHOUSE_URL_ENV: f"http://127.0.0.1:{free_port()}/",
         }
         return settings_mod.from_mapping(cfg, env, self.data_dir)
@@ -50,7 +50,11 @@ def test_store_down_at_start_spools_and_reports(tmp_path: Path, partner_site: Pa
         assert ready.status_code == 503
         assert ready.json()["spool_rows"] == 2 and ready.json()["spool_bytes"] > 0  # the choice and the event
         assert server.state.loader is not None and server.state.store is None  # the loader waits for it
-        history = httpx.get(f"{server.url}/consent/{consent['consent_id']}", params={"site": "test"})
+        history = httpx.get(
+            f"{server.url}/consent/{consent['consent_id']}",
+            params={"site": "test"},
+            headers={"Authorization": f"Bearer {consent['token']}"},
+        )
         assert history.status_code == 503  # said plainly, not a 500
         assert history.json()["error"] == "unavailable"
     finally:
@@ -69,7 +73,7 @@ class FullJournalServer(StoreDownServer):
         cfg["storage"] = {"backend": "clickhouse"}
         cfg["journal"] = {"max_bytes": 1024 * 1024, "segment_bytes": 64 * 1024}
         env = {
-            settings_mod.SIGNING_KEYS_ENV: SIGNING_KEY,
+            **SECRETS,
             settings_mod.CLICKHOUSE_URL_ENV: f"http://127.0.0.1:{free_port()}/",
         }
         return settings_mod.from_mapping(cfg, env, self.data_dir)

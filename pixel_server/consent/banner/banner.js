@@ -238,8 +238,8 @@
     if (S.key != key) S.cid = uuid();
     S.key = more && key;
     const body = {...logBody(c, action, layer), choice_id: S.cid};
-    const token = readCookie(VID);
-    if (stat && token) body.token = decodeURIComponent(token);
+    const token = readCookie(VID); // the grant in force: keeps the visitor id, and a withdrawal names it
+    if (token) body.token = decodeURIComponent(token);
     S.e.textContent = '';
     if (back || !more) commit(keep);
     if (!more) done();
@@ -262,7 +262,8 @@
 
   /** Stale revision: log `expired` and hold nothing granted (logged once). */
   const expire = (old) => {
-    post(logBody(old, 'expired', 0));
+    const token = readCookie(VID);
+    post({...logBody(old, 'expired', 0), ...token && {token: decodeURIComponent(token)}});
     writeConsent(S.stored = {...old, s: 0, m: 0});
     deleteCookie(VID);
     stopChannels();
@@ -325,7 +326,8 @@
   /** Show GET /consent/{id} history. */
   const showHistory = () => {
     const box = D.getElementById(P + 'hist');
-    fetch(S.src + '/consent/' + encodeURIComponent(S.stored.id) + '?site=' + encodeURIComponent(S.cfg.site))
+    fetch(S.src + '/consent/' + encodeURIComponent(S.stored.id) + '?site=' + encodeURIComponent(S.cfg.site),
+      {headers: {Authorization: 'Bearer ' + decodeURIComponent(readCookie(VID) || '')}}) // the grant opens it
       .then((r) => r.json())
       .then((res) => box.replaceChildren(el('ol', null, res.history.map((h) =>
         el('li', null, new Date(h.ts).toLocaleString(S.lang) + ': ' + text(HISTORY_LABEL[h.action] || h.action) +
