@@ -41,9 +41,26 @@ class ConfigError(ValueError):
 
 
 @dataclass(frozen=True)
+class User:
+    """A dashboard user: an e-mail and an argon2id hash (``jobpixel hash-password``)."""
+
+    email: str
+    password_hash: str
+
+
+@dataclass(frozen=True)
+class Access:
+    """Who may read reports: API token hashes (``sha256:<hex>``) and dashboard users."""
+
+    api_token_hashes: frozenset[str] = frozenset()
+    users: tuple[User, ...] = ()
+
+
+@dataclass(frozen=True)
 class Partner:
     id: str
     name: str
+    access: Access = field(default_factory=Access)
 
 
 @dataclass(frozen=True)
@@ -63,6 +80,9 @@ class Site:
     float_button: bool = False
     channels: Mapping[str, Mapping[str, str]] = field(default_factory=lambda: MappingProxyType({}))
     texts: Mapping[str, Mapping[str, str]] = field(default_factory=lambda: MappingProxyType({}))
+    # reports (issue #9): report days are counted in this zone; rows under k_floor visitors are hidden
+    timezone: str = "Europe/Oslo"
+    k_floor: int = 5
 
 
 @dataclass(frozen=True)
@@ -84,6 +104,7 @@ class Settings:
     flush_max_rows: int = 20_000
     log_level: str = "info"
     config_path: Path | None = None
+    admin: Access = field(default_factory=Access)  # reports: sees every site
 
     @property
     def journal_dir(self) -> Path:
@@ -116,7 +137,7 @@ def from_mapping(
     config_path: Path | None = None,
 ) -> Settings:
     """Build settings from an already parsed TOML document (tests use this too)."""
-    _only_keys(raw, "", {"server", "storage", "identity", "partners", "sites"})
+    _only_keys(raw, "", {"server", "storage", "identity", "partners", "sites", "admin"})
     server = _table(raw, "server")
     storage = _table(raw, "storage")
     identity = _table(raw, "identity")
@@ -133,8 +154,10 @@ def from_mapping(
         key = f"partners.{pid}"
         _check_id(pid, key)
         ptable = _as_table(ptable, key)
-        _only_keys(ptable, key + ".", {"name"})
-        partners[pid] = Partner(id=pid, name=_str(ptable, "name", key, default=pid))
+        _only_keys(ptable, key + ".", {"name", "api_token_hashes", "users"})
+        partners[pid] = Partner(
+            id=pid, name=_str(ptable, "name", key, default=pid), access=_access(ptable, key)
+        )
 
     sites = {}
     for sid, stable in _table(raw, "sites").items():
@@ -206,6 +229,7 @@ def from_mapping(
         flush_max_rows=_int(storage, "flush_max_rows", "storage", default=20_000, lo=1, hi=10_000_000),
         log_level=log_level,
         config_path=config_path,
+        admin=_admin(raw),
     )
 
 
@@ -224,6 +248,8 @@ _SITE_KEYS = {
     "float_button",
     "channels",
     "texts",
+    "timezone",
+    "k_floor",
 }
 
 
@@ -294,7 +320,56 @@ def _site(sid: str, t: Mapping[str, Any], partners: Mapping[str, Partner]) -> Si
         float_button=bool(t.get("float_button", False)),
         channels=MappingProxyType(chans),
         texts=MappingProxyType(texts),
+        timezone=_timezone(t, key),
+        k_floor=_int(t, "k_floor", key, default=5, lo=2, hi=1_000_000),
     )
+
+
+# -- reports: partner/admin access and the site's report zone (issue #9) ---------------------------
+_TOKEN_HASH_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
+_EMAIL_RE = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,255}$")
+
+
+def _access(t: Mapping[str, Any], key: str) -> Access:
+    hashes = []
+    for i, h in enumerate(_list(t, "api_token_hashes", key)):
+        if not isinstance(h, str) or not _TOKEN_HASH_RE.match(h):
+            raise ConfigError(
+                f"{key}.api_token_hashes[{i}]: must look like 'sha256:<64 hex digits>' (jobpixel new-token)"
+            )
+        hashes.append(h)
+    users = []
+    for i, u in enumerate(_list(t, "users", key)):
+        ukey = f"{key}.users[{i}]"
+        u = _as_table(u, ukey)
+        _only_keys(u, ukey + ".", {"email", "password_hash"})
+        email = _str(u, "email", ukey).strip().lower()
+        if not _EMAIL_RE.match(email):
+            raise ConfigError(f"{ukey}.email: {email!r} is not an e-mail address")
+        pw = _str(u, "password_hash", ukey)
+        if not pw.startswith("$argon2id$"):
+            raise ConfigError(f"{ukey}.password_hash: must be an argon2id hash (jobpixel hash-password)")
+        users.append(User(email=email, password_hash=pw))
+    return Access(api_token_hashes=frozenset(hashes), users=tuple(users))
+
+
+def _admin(raw: Mapping[str, Any]) -> Access:
+    t = _table(raw, "admin")
+    _only_keys(t, "admin.", {"api_token_hashes", "users"})
+    return _access(t, "admin")
+
+
+def _timezone(t: Mapping[str, Any], key: str) -> str:
+    import zoneinfo
+
+    tz = _str(t, "timezone", key, default="Europe/Oslo")
+    try:
+        zoneinfo.ZoneInfo(tz)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"{key}.timezone: {tz!r} is not an IANA time zone like 'Europe/Oslo'") from None
+    if not re.match(r"^[A-Za-z][A-Za-z0-9_+/-]{0,63}$", tz):
+        raise ConfigError(f"{key}.timezone: {tz!r} is not an IANA time zone like 'Europe/Oslo'")
+    return tz
 
 
 def _origin(value: str, key: str) -> str:

@@ -17,7 +17,7 @@ import orjson
 
 from pixel_server.core.store import Store, StoreError, StoreLockedError
 
-TABLES = ("events", "consent_log")
+TABLES = ("events", "consent_log", "ads")
 
 __all__ = ["READ_SETTINGS", "TABLES", "Store", "StoreBase", "StoreError", "StoreLockedError"]
 MIGRATIONS_TABLE = "schema_migrations"
