@@ -16,3 +16,7 @@ def sign_in(server: ReportsServer, email: str, password: str) -> httpx.Client:
     r = client.post("/dashboard/login", data={"csrf": csrf.group(1), "email": email, "password": password})
     assert r.status_code == 303, r.text
     return client
+
+
+# the browser fixtures (Debian's Chromium by path) live with the other browser tests
+from tests.browser.conftest import browser_context_args, browser_type_launch_args  # noqa: E402, F401

@@ -26,7 +26,7 @@
         backgroundColor: spec.kind === "bar" ? COLOURS[i % COLOURS.length] : "transparent",
         borderDash: s.dashed ? [6, 4] : [],
         borderWidth: 2,
-        pointRadius: spec.kind === "line" ? 0 : undefined,
+        pointRadius: spec.kind === "line" ? 2.5 : undefined,
         spanGaps: false,
         tension: 0.2
       };
