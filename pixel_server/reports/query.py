@@ -44,6 +44,7 @@ FILTER_OPS = ("is", "is_not", "contains")
 RANGES = ("today", "7d", "30d", "month", "12mo", "realtime")
 REALTIME_MINUTES = 30
 MAX_RANGE_DAYS = 731  # two years
+EARLIEST, LATEST = dt.date(2000, 1, 1), dt.date(2099, 12, 31)
 MAX_LIMIT = 10_000
 DEFAULT_LIMIT = 1_000
 MAX_DIMENSIONS = 4
@@ -158,9 +159,12 @@ def parse_range(value: object, tz: str, now: dt.datetime | None = None, field: s
             try:
                 if not isinstance(v, str) or len(v) != 10:
                     raise ValueError(v)
-                dates.append(dt.date.fromisoformat(v))
+                d = dt.date.fromisoformat(v)
             except ValueError:
                 raise BadQuery(f"{field}[{i}]", "must be a date like 2026-12-01") from None
+            if not EARLIEST <= d <= LATEST:
+                raise BadQuery(f"{field}[{i}]", f"must be from {EARLIEST} to {LATEST}")
+            dates.append(d)
         first, last = dates
         if last < first:
             raise BadQuery(field, "the end is before the start")
