@@ -81,56 +81,59 @@ DIMENSION_SQL = {
     "os": "os",
 }
 
-UNITS = """
+SOURCE_FIELDS = ("referrer_domain", "utm_source", "utm_medium", "utm_campaign", "click_id_type")
+SOURCE_DIMENSIONS = ("source", "referrer_domain", "utm_source", "utm_medium", "utm_campaign")
+_PER_UNIT = ("ts", "visitor_id", "ad_id", *SOURCE_FIELDS, "device", "browser", "os")
+
+
+def units(attribute: bool) -> str:
+    """The ``u`` rows in one pass over the events: pageviews with their engagement folded in, apply
+    events as they are. ``attribute``: apply events take the source fields of the visitor's first
+    pageview of that ad in the range (a window over visitor and ad); only queries that group or filter
+    by a source field pay for it."""
+    per_unit = ",\n           ".join(f"anyIf({c}, name != 'engagement') AS u_{c}" for c in _PER_UNIT)
+    if attribute:
+        window = (
+            "WINDOW w AS (PARTITION BY u_visitor_id, u_ad_id ORDER BY u_name != 'pageview', u_ts "
+            "ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)"
+        )
+        sources = ", ".join(
+            f"if(u_name = 'pageview', u_{c}, first_value(u_{c}) OVER w) AS {c}" for c in SOURCE_FIELDS
+        )
+    else:
+        window = ""
+        sources = ", ".join(f"u_{c} AS {c}" for c in SOURCE_FIELDS)
+    return f"""
 ad_meta AS (
     SELECT ad_id, tupleElement(m, 'title') AS title, tupleElement(m, 'category') AS category,
            tupleElement(m, 'location') AS location, tupleElement(m, 'words') AS words
-    FROM (SELECT ad_id, max(latest) AS m FROM ${db}.ads WHERE site_id = {site:String} GROUP BY ad_id)
+    FROM (SELECT ad_id, max(latest) AS m FROM ${{db}}.ads WHERE site_id = {{site:String}} GROUP BY ad_id)
 ),
-ev AS (
-    SELECT event_id, name, ts, visitor_id, pageview_id, ad_id, referrer_domain, utm_source, utm_medium,
-           utm_campaign, click_id_type, device, browser, os, engaged_ms, scroll_pct, activity
-    FROM ${db}.events FINAL
-    WHERE site_id = {site:String}
-      AND ts >= {start:DateTime64(3, 'UTC')} AND ts < {end_ext:DateTime64(3, 'UTC')}
-      AND name IN ('pageview', 'engagement', 'apply_click', 'apply_complete')
-),
-pv AS (
-    SELECT if(name = 'pageview', event_id, assumeNotNull(pageview_id)) AS pid,
-           anyIf(ts, name = 'pageview') AS p_ts, anyIf(visitor_id, name = 'pageview') AS p_visitor,
-           anyIf(ad_id, name = 'pageview') AS p_ad, anyIf(referrer_domain, name = 'pageview') AS p_rd,
-           anyIf(utm_source, name = 'pageview') AS p_us, anyIf(utm_medium, name = 'pageview') AS p_um,
-           anyIf(utm_campaign, name = 'pageview') AS p_uc, anyIf(click_id_type, name = 'pageview') AS p_ci,
-           anyIf(device, name = 'pageview') AS p_dev, anyIf(browser, name = 'pageview') AS p_br,
-           anyIf(os, name = 'pageview') AS p_os,
-           sum(engaged_ms) AS p_eng, max(scroll_pct) AS p_scroll, sum(activity) AS p_act
-    FROM ev
-    WHERE name = 'pageview' OR (name = 'engagement' AND pageview_id IS NOT NULL)
-    GROUP BY pid
-    HAVING countIf(name = 'pageview') > 0 AND p_ts < {end:DateTime64(3, 'UTC')}
-),
-touch AS (
-    SELECT p_visitor AS t_visitor, p_ad AS t_ad, 1 AS t_has,
-           argMin(tuple(p_rd, p_us, p_um, p_uc, p_ci), p_ts) AS t_src
-    FROM pv GROUP BY p_visitor, p_ad
+units AS (
+    SELECT if(name = 'engagement', assumeNotNull(pageview_id), event_id) AS unit,
+           anyIf(name, name != 'engagement') AS u_name,
+           {per_unit},
+           sum(engaged_ms) AS eng, max(scroll_pct) AS scroll, sum(activity) AS act
+    FROM ${{db}}.events FINAL
+    WHERE site_id = {{site:String}}
+      AND ts >= {{start:DateTime64(3, 'UTC')}} AND ts < {{end_ext:DateTime64(3, 'UTC')}}
+      AND (name IN ('pageview', 'apply_click', 'apply_complete') OR (name = 'engagement' AND pageview_id IS NOT NULL))
+    GROUP BY unit
+    HAVING countIf(name != 'engagement') > 0 AND u_ts < {{end:DateTime64(3, 'UTC')}}
 ),
 u AS (
-    SELECT 'pv' AS kind, p_visitor AS visitor_id, p_ad AS ad_id, p_ts AS ts, p_rd AS referrer_domain,
-           p_us AS utm_source, p_um AS utm_medium, p_uc AS utm_campaign, p_ci AS click_id_type,
-           p_dev AS device, p_br AS browser, p_os AS os, p_eng AS eng, p_scroll AS scroll, p_act AS act
-    FROM pv
-    UNION ALL
-    SELECT if(e.name = 'apply_click', 'click', 'app') AS kind, e.visitor_id, e.ad_id, e.ts,
-           if(t.t_has = 1, tupleElement(t.t_src, 1), e.referrer_domain),
-           if(t.t_has = 1, tupleElement(t.t_src, 2), e.utm_source),
-           if(t.t_has = 1, tupleElement(t.t_src, 3), e.utm_medium),
-           if(t.t_has = 1, tupleElement(t.t_src, 4), e.utm_campaign),
-           if(t.t_has = 1, tupleElement(t.t_src, 5), e.click_id_type),
-           e.device, e.browser, e.os, toUInt64(0), toUInt8(0), toUInt64(0)
-    FROM ev AS e LEFT JOIN touch AS t ON e.visitor_id = t.t_visitor AND e.ad_id = t.t_ad
-    WHERE e.name IN ('apply_click', 'apply_complete') AND e.ts < {end:DateTime64(3, 'UTC')}
+    SELECT multiIf(u_name = 'pageview', 'pv', u_name = 'apply_click', 'click', 'app') AS kind,
+           u_visitor_id AS visitor_id, u_ad_id AS ad_id, u_ts AS ts, {sources},
+           u_device AS device, u_browser AS browser, u_os AS os, eng, scroll, act
+    FROM units
+    {window}
 )
 """
+
+
+def _attribute(dimensions: Sequence[str], filters: Sequence[Filter]) -> bool:
+    return any(d in SOURCE_DIMENSIONS for d in (*dimensions, *(f.dimension for f in filters)))
+
 
 AGGREGATES = f"""
     uniqExact(u.visitor_id) AS _k,
@@ -185,13 +188,13 @@ def breakdown(dimensions: Sequence[str], filters: Sequence[Filter], folded: bool
         where += f" AND has({{folded:Array(String)}}, {key_expr(dimensions)})"
     group = (" GROUP BY " + ", ".join(f"d{i}" for i in range(len(dimensions)))) if dims else ""
     joined = "u LEFT JOIN ad_meta AS a ON u.ad_id = a.ad_id"
-    return f"WITH {UNITS} SELECT {select} FROM {joined} WHERE {where}{group}"
+    return f"WITH {units(_attribute(dimensions, filters))} SELECT {select} FROM {joined} WHERE {where}{group}"
 
 
 def funnel(filters: Sequence[Filter]) -> str:
     """Each visitor's furthest step on any one ad: view → read → apply click → application, in that
     order of requirement (a step counts only with every step before it on the same ad)."""
-    return f"""WITH {UNITS},
+    return f"""WITH {units(_attribute((), filters))},
     per_ad AS (
         SELECT u.visitor_id AS v,
                countIf(kind = 'pv') > 0 AS s1, countIf(kind = 'pv' AND {READ_EXPR}) > 0 AS s2,
