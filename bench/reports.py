@@ -42,7 +42,8 @@ VISITORS = 1_500_000
 def uuid_expr(seed_expr: str) -> str:
     return (
         "toUUID(UUIDNumToString(toFixedString(unhex(concat("
-        f"leftPad(hex(cityHash64({seed_expr}, 1)), 16, '0'), leftPad(hex(cityHash64({seed_expr}, 2)), 16, '0')"
+        f"leftPad(hex(cityHash64({seed_expr}, 1)), 16, '0'), "
+        f"leftPad(hex(cityHash64({seed_expr}, 2)), 16, '0')"
         ")), 16)))"
     )
 
@@ -76,11 +77,13 @@ def load(store: ChdbStore, events: int) -> float:
         FROM numbers({pageviews})
     """)
     store.execute("""
-        INSERT INTO jobpixel.events (event_id, site_id, ad_id, name, ts, visitor_id, pageview_id, url, hostname,
-            path, referrer_domain, utm_source, utm_medium, utm_campaign, click_id_type, browser, os, device,
+        INSERT INTO jobpixel.events (event_id, site_id, ad_id, name, ts, visitor_id, pageview_id, url,
+            hostname, path, referrer_domain, utm_source, utm_medium, utm_campaign, click_id_type,
+            browser, os, device,
             engaged_ms, scroll_pct, activity, retention_days)
         SELECT generateUUIDv4(cityHash64(event_id)), site_id, ad_id, 'engagement',
-               ts + toIntervalSecond(cityHash64(event_id, 1) % 300), visitor_id, event_id, url, hostname, path,
+               ts + toIntervalSecond(cityHash64(event_id, 1) % 300), visitor_id, event_id,
+               url, hostname, path,
                referrer_domain, utm_source, utm_medium, utm_campaign, click_id_type, browser, os, device,
                toUInt32(pow((cityHash64(event_id, 2) % 1000) / 1000.0, 2) * 240000),
                toUInt8(least(100, scroll_pct + cityHash64(event_id, 3) % 90)),
@@ -93,8 +96,8 @@ def load(store: ChdbStore, events: int) -> float:
                 hostname, path, referrer_domain, browser, os, device, retention_days)
             SELECT generateUUIDv4(cityHash64(event_id, 9)), site_id, ad_id, '{name}',
                    ts + toIntervalSecond(60 + cityHash64(event_id, 6) % 600), visitor_id, event_id, url,
-                   hostname, path, if('{name}' = 'apply_complete', 'ats.example', referrer_domain), browser, os,
-                   device, 3650
+                   hostname, path, if('{name}' = 'apply_complete', 'ats.example', referrer_domain),
+                   browser, os, device, 3650
             FROM jobpixel.events WHERE name = 'pageview' AND cityHash64(event_id, 7) % {modulo} = 0
         """)
     store.execute(f"""
@@ -103,13 +106,16 @@ def load(store: ChdbStore, events: int) -> float:
                tuple(now64(3), concat('Stilling ', toString(a)), ['Helse', 'IT', 'Bygg', 'Salg'][1 + a % 4],
                      ['Oslo', 'Bergen', 'Trondheim', 'Stavanger', 'Tromsø'][1 + a % 5], 'Arbeidsgiver AS',
                      'FULL_TIME', '', '', toUInt32(200 + cityHash64(a) % 800))
-        FROM (SELECT number % {SITES} AS s, intDiv(number, {SITES}) AS a FROM numbers({SITES * (ADS_PER_SITE + 1)}))
+        FROM (SELECT number % {SITES} AS s, intDiv(number, {SITES}) AS a
+              FROM numbers({SITES * (ADS_PER_SITE + 1)}))
     """)
     store.execute(f"""
-        INSERT INTO jobpixel.consent_log (choice_id, consent_id, site_id, ts, action, granted, denied, revision,
-            lang, retention_days)
-        SELECT {uuid_expr("number, 21")}, {uuid_expr("number, 22")}, concat('site', toString(number % {SITES})),
-               now64(3) - toIntervalSecond(toUInt32(((cityHash64(number, 23) % 1000000) / 1000000.0) * {DAYS * 86400})),
+        INSERT INTO jobpixel.consent_log (choice_id, consent_id, site_id, ts, action, granted, denied,
+            revision, lang, retention_days)
+        SELECT {uuid_expr("number, 21")}, {uuid_expr("number, 22")},
+               concat('site', toString(number % {SITES})),
+               now64(3) - toIntervalSecond(
+                   toUInt32(((cityHash64(number, 23) % 1000000) / 1000000.0) * {DAYS * 86400})),
                'custom',
                if(cityHash64(number, 24) % 10 < 7, ['necessary', 'statistics'], ['necessary']),
                [], 1, 'nb', 3650
@@ -136,9 +142,11 @@ BASELINE = {
     "uniqExactIf(visitor_id, name = 'apply_click') c, uniqExactIf(visitor_id, name = 'apply_complete') a, "
     "quantileExactInclusiveIf(0.5)(engaged_ms, name = 'engagement') e FROM jobpixel.events "
     "WHERE site_id = {site:String} AND ts >= {start:DateTime64(3, 'UTC')}",
-    "ads": "SELECT ad_id, uniqExact(visitor_id) v, count() pv FROM jobpixel.events WHERE site_id = {site:String} "
+    "ads": "SELECT ad_id, uniqExact(visitor_id) v, count() pv FROM jobpixel.events "
+    "WHERE site_id = {site:String} "
     "AND ts >= {start:DateTime64(3, 'UTC')} AND name = 'pageview' GROUP BY ad_id",
-    "sources": "SELECT referrer_domain, uniqExact(visitor_id) v FROM jobpixel.events WHERE site_id = {site:String} "
+    "sources": "SELECT referrer_domain, uniqExact(visitor_id) v FROM jobpixel.events "
+    "WHERE site_id = {site:String} "
     "AND ts >= {start:DateTime64(3, 'UTC')} GROUP BY referrer_domain",
     "series": "SELECT toDate(ts, 'Europe/Oslo') d, uniqExact(visitor_id) v FROM jobpixel.events "
     "WHERE site_id = {site:String} AND ts >= {start:DateTime64(3, 'UTC')} AND name = 'pageview' GROUP BY d",

@@ -117,7 +117,8 @@ units AS (
     FROM ${{db}}.events FINAL
     WHERE site_id = {{site:String}}
       AND ts >= {{start:DateTime64(3, 'UTC')}} AND ts < {{end_ext:DateTime64(3, 'UTC')}}
-      AND (name IN ('pageview', 'apply_click', 'apply_complete') OR (name = 'engagement' AND pageview_id IS NOT NULL))
+      AND (name IN ('pageview', 'apply_click', 'apply_complete')
+           OR (name = 'engagement' AND pageview_id IS NOT NULL))
     GROUP BY unit
     HAVING countIf(name != 'engagement') > 0 AND u_ts < {{end:DateTime64(3, 'UTC')}}
 ),
