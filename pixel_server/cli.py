@@ -58,6 +58,10 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         chans = ", ".join(site.channels) or "none"
         origins = ", ".join(sorted(site.origins))
         print(f"  site {site.id}: partner {site.partner}, origins {origins}, channels {chans}")
+        targets = s.forwarding.targets.get(site.id, {})
+        if targets:  # branch channels: server-side forwarding, and the variable each secret came from
+            names = ", ".join(f"{t.channel} (${t.secret_env})" for t in targets.values())
+            print(f"    forwarding server-side: {names}")
     return 0
 
 
@@ -74,6 +78,37 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_deliveries(args: argparse.Namespace) -> int:
+    """The delivery-log rows of one event: which channel got it, under which consent (branch channels)."""
+    from pixel_server.forwarding.deliverylog import COLUMNS, deliveries
+    from pixel_server.storage import open_store
+
+    s = _load(args.config)
+    store = open_store(s)
+    try:
+        try:
+            rows = deliveries(store, args.event)
+        except ValueError:
+            print(f"jobpixel: --event: {args.event!r} is not an event id (a UUID)", file=sys.stderr)
+            return 2
+    finally:
+        store.close()
+    if not rows:
+        print(f"no deliveries logged for event {args.event}")
+        return 1
+    if args.json:
+        for row in rows:
+            print(json.dumps(row, ensure_ascii=False))
+        return 0
+    widths = {c: max(len(c), *(len(str(r[c] if r[c] is not None else "")) for r in rows)) for c in COLUMNS}
+    shown = [c for c in COLUMNS if c != "event_id"]
+    print(f"event {args.event}")
+    print("  ".join(c.ljust(widths[c]) for c in shown))
+    for row in rows:
+        print("  ".join(str(row[c] if row[c] is not None else "").ljust(widths[c]) for c in shown))
+    return 0
+
+
 def serve(s: Settings, host: str | None, port: int | None, demo: bool = False) -> int:
     import uvicorn
 
@@ -84,8 +119,7 @@ def serve(s: Settings, host: str | None, port: int | None, demo: bool = False) -
     # default 5 ms switch interval a busy event loop makes every acknowledgement wait that
     # long, and at a fixed number of connections latency is throughput (bench/README.md).
     sys.setswitchinterval(0.001)
-    if s.storage_backend == "chdb":
-        _hold_data_lock(s)
+    _hold_data_lock(s)
     app = create_app(s, demo=demo)
     uvicorn.run(
         app,
@@ -104,23 +138,39 @@ def serve(s: Settings, host: str | None, port: int | None, demo: bool = False) -
 _LOCK_FDS: list[int] = []
 
 
+class DataDirLocked(RuntimeError):
+    """Another process holds this data_dir (or chDB path)."""
+
+
 def _hold_data_lock(s: Settings) -> None:
-    """Fail early and clearly when another process already serves this chDB path."""
+    """Fail early and clearly when another process already uses this data_dir (any backend: the
+    journal lives there) or, with chDB, this chDB path."""
+    paths = [(s.data_dir / "jobpixel", "data_dir")]
+    if s.storage_backend == "chdb":
+        paths.append((s.resolved_chdb_path, "chDB data path"))
+    for path, what in paths:
+        _lock_once(path, what)
+
+
+def _lock_once(path: Path, what: str) -> None:
     import fcntl
 
-    from pixel_server.storage import StoreLockedError
-
-    path = s.resolved_chdb_path
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(str(path) + ".lock", os.O_RDWR | os.O_CREAT, 0o640)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        os.close(fd)
-        raise StoreLockedError(
-            f"chDB data path {path} is in use by another jobpixel process. The embedded store allows one "
-            "process per data path; use storage.backend = 'clickhouse' to run several."
+        try:
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
+        finally:
+            os.close(fd)
+        raise DataDirLocked(
+            f"{what} {path.parent if what == 'data_dir' else path} is in use by another jobpixel process "
+            f"(pid {holder}): one process per data path. Stop the other one or give this one its own "
+            "server.data_dir; to run several, use storage.backend = 'clickhouse' with one data_dir each."
         ) from None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
     _LOCK_FDS.append(fd)  # held until the process exits (the kernel releases it even on SIGKILL)
 
 
@@ -149,6 +199,29 @@ def cmd_demo(args: argparse.Namespace) -> int:
         flush=True,
     )
     return serve(s, host, port, demo=True)
+
+
+def cmd_quarantine(args: argparse.Namespace) -> int:
+    from pixel_server.storage import quarantine
+
+    s = _load(args.config)
+    directory = s.journal_dir / "quarantine"
+    if args.action == "list":
+        entries = quarantine.listing(directory)
+        for e in entries:
+            print(f"{e.path.name}\t{e.table}\t{e.rows} rows\t{e.nbytes} bytes")
+        print(f"{len(entries)} file(s), {sum(e.rows for e in entries)} row(s) in {directory}")
+        return 0
+    _hold_data_lock(s)  # the server must be stopped: its loader writes the quarantine too
+    from pixel_server.web.app import open_and_migrate
+
+    store = open_and_migrate(s)
+    try:
+        result = quarantine.replay(directory, store)
+    finally:
+        store.close()
+    print(f"replayed: {result.loaded} row(s) loaded, {result.refused} still refused (kept)")
+    return 0 if result.refused == 0 else 1
 
 
 # -- reports: credentials for the report API and the dashboard --------------------------------------
@@ -180,6 +253,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ("migrate", cmd_migrate, "create or upgrade the ClickHouse schema"),
         ("demo", cmd_demo, "run the server with the demo job-ad page on the embedded store"),
         ("check-config", cmd_check_config, "validate a config file without starting"),
+        ("deliveries", cmd_deliveries, "print the delivery-log rows of one event (ad-channel forwarding)"),
     ):
         p = sub.add_parser(name, help=help_)
         p.add_argument(
@@ -188,7 +262,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         if name in ("serve", "demo"):
             p.add_argument("--host")
             p.add_argument("--port", type=int)
+        if name == "deliveries":
+            p.add_argument("--event", required=True, help="the event id (UUID)")
+            p.add_argument("--json", action="store_true", help="one JSON object per row")
         p.set_defaults(fn=fn)
+    q = sub.add_parser("quarantine", help="rows ClickHouse refused: list them, or load them again")
+    q.add_argument("action", choices=("list", "replay"))
+    q.add_argument(
+        "--config", "-c", help=f"TOML config file (default ${settings_mod.CONFIG_ENV} or jobpixel.toml)"
+    )
+    q.set_defaults(fn=cmd_quarantine)
+
     sub.add_parser("new-token", help="print a new report API token and its config line").set_defaults(
         fn=cmd_new_token
     )
@@ -202,9 +286,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"jobpixel: configuration error: {exc}", file=sys.stderr)
         return 2
     except Exception as exc:
+        from pixel_server.core.journal import JournalLocked
         from pixel_server.storage import StoreError
 
-        if isinstance(exc, StoreError):
+        if isinstance(exc, StoreError | DataDirLocked | JournalLocked):
             print(f"jobpixel: {exc}", file=sys.stderr)
             return 3
         raise

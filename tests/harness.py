@@ -303,3 +303,120 @@ def run_async(coro: Any) -> Any:
 
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         return pool.submit(asyncio.run, coro).result()
+
+
+# -- the ad channels' stand-in (branch channels) ------------------------------------------------------------
+class Recorded:
+    """One request the recording server received, and what it answered."""
+
+    def __init__(self, method: str, target: str, headers: dict[str, str], body: bytes, status: int) -> None:
+        parts = urllib.parse.urlsplit(target)
+        self.method = method
+        self.path = parts.path
+        self.raw_query = parts.query
+        self.query = urllib.parse.parse_qs(parts.query, keep_blank_values=True)
+        self.headers = headers  # lower-cased names
+        self.body = body
+        self.status = status
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+    def form(self) -> dict[str, list[str]]:
+        return urllib.parse.parse_qs(self.body.decode(), keep_blank_values=True)
+
+    def __repr__(self) -> str:
+        return f"<{self.method} {self.path}?{self.raw_query} → {self.status}>"
+
+
+class RecordingServer:
+    """A local HTTP server standing in for the ad channels' APIs (the only thing tests may stand in for).
+
+    It records every request (method, path, query, headers, body) and answers ``status``/``body``;
+    ``fail(n, status)`` makes the next ``n`` requests answer ``status`` first (500 by default);
+    ``hang(n)`` makes the next ``n`` requests wait ``hang_s`` before answering (client timeouts).
+    """
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.requests: list[Recorded] = []
+        self.status = 200
+        self.body = b'{"ok":true}'
+        self.content_type = "application/json"
+        self._failures: list[tuple[int, bytes, dict[str, str]]] = []
+        self._hangs = 0
+        self.hang_s = 2.0
+        self.in_flight = 0  # requests being answered now, and the most at once
+        self.max_in_flight = 0
+        self.started: list[float] = []  # time.monotonic() each request arrived
+        self._lock = threading.Lock()
+        rec = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _handle(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                with rec._lock:
+                    rec.in_flight += 1
+                    rec.max_in_flight = max(rec.max_in_flight, rec.in_flight)
+                    rec.started.append(time.monotonic())
+                    hang = rec._hangs > 0
+                    rec._hangs -= 1 if hang else 0
+                    if rec._failures:
+                        status, answer, extra = rec._failures.pop(0)
+                    else:
+                        status, answer, extra = rec.status, rec.body, {}
+                    headers = {k.lower(): v for k, v in self.headers.items()}
+                    rec.requests.append(Recorded(self.command, self.path, headers, body, status))
+                if hang:
+                    time.sleep(rec.hang_s)
+                with rec._lock:
+                    rec.in_flight -= 1
+                self.send_response(status)
+                self.send_header("Content-Type", rec.content_type)
+                self.send_header("Content-Length", str(len(answer)))
+                for k, v in extra.items():
+                    self.send_header(k, v)
+                self.end_headers()
+                self.wfile.write(answer)
+
+            do_POST = do_GET = do_PUT = _handle  # noqa: N815
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self.httpd.daemon_threads = True
+        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
+        self.thread.start()
+
+    def fail(
+        self, n: int, status: int = 500, body: bytes = b'{"error":"unavailable"}', **headers: str
+    ) -> None:
+        with self._lock:
+            self._failures += [(status, body, dict(headers))] * n
+
+    def recover(self) -> None:
+        """Forget the failures still to come: answer ``status`` from now on."""
+        with self._lock:
+            self._failures.clear()
+            self._hangs = 0
+
+    def hang(self, n: int, seconds: float = 2.0) -> None:
+        with self._lock:
+            self._hangs, self.hang_s = n, seconds
+
+    def ok(self) -> list[Recorded]:
+        """The requests answered 2xx."""
+        return [r for r in self.requests if 200 <= r.status < 300]
+
+    def clear(self) -> None:
+        with self._lock:
+            self.requests.clear()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()

@@ -19,7 +19,7 @@ from starlette.responses import Response
 
 from pixel_server.core.errors import DropReason, Rejected
 from pixel_server.core.http import check_content_type, cors_headers, json_response, read_capped
-from pixel_server.core.journal import JournalError
+from pixel_server.core.journal import JournalError, JournalFull
 from pixel_server.core.settings import LANGS
 from pixel_server.core.state import State
 from pixel_server.core.store import Store, StoreError
@@ -142,8 +142,10 @@ async def post_consent(request: Request) -> Response:
     try:
         await state.journal.append("consent_log", [row])
     except JournalError as exc:
-        state.metrics.drop(DropReason.UNAVAILABLE)
-        return json_response({"error": "unavailable", "field": None, "detail": str(exc)}, 503, headers)
+        reason = DropReason.JOURNAL_FULL if isinstance(exc, JournalFull) else DropReason.UNAVAILABLE
+        state.metrics.drop(reason)
+        retry = {"Retry-After": str(getattr(exc, "retry_after", 5))}
+        return json_response({"error": reason.value, "field": None, "detail": str(exc)}, 503, headers | retry)
     state.metrics.consent_choices.labels(site.id, choice["action"]).inc()
 
     out: dict[str, Any] = {

@@ -20,7 +20,8 @@ class DropReason(StrEnum):
     BAD_ORIGIN = "bad_origin"  # 403: the page's origin is not one the site allows
     NO_CONSENT = "no_consent"  # 403: no valid visitor token (issued only with statistics consent)
     BOT = "bot"  # 200 with nothing stored: crawlers, monitors, headless browsers
-    UNAVAILABLE = "unavailable"  # 503: the spool could not write (disk full); nothing acknowledged
+    UNAVAILABLE = "unavailable"  # 503: the journal could not write (I/O error); nothing acknowledged
+    JOURNAL_FULL = "journal_full"  # 503 + Retry-After: over journal.max_bytes or the free-disk reserve
 
 
 @dataclass(frozen=True)

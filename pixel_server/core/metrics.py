@@ -72,6 +72,31 @@ class Metrics:
         self.flush_failures = Counter(
             "jobpixel_flush_failures", "Failed inserts (rows stay spooled)", registry=r
         )
+        # the journal (branch journal)
+        self.journal_bytes = Gauge(
+            "jobpixel_journal_bytes", "Bytes kept in the journal (limit: journal.max_bytes)", registry=r
+        )
+        self.journal_full = Gauge(
+            "jobpixel_journal_full",
+            "1 while appends are refused (max_bytes or free-disk reserve)",
+            registry=r,
+        )
+        self.journal_lag_bytes = Gauge(
+            "jobpixel_journal_consumer_lag_bytes",
+            "Journal bytes a consumer has not committed yet",
+            ["consumer"],
+            registry=r,
+        )
+        self.quarantine_files = Gauge(
+            "jobpixel_quarantine_files",
+            "Files of rows ClickHouse refused, in journal/quarantine/",
+            registry=r,
+        )
+        self.quarantine_bytes = Gauge(
+            "jobpixel_quarantine_bytes",
+            "Bytes of rows ClickHouse refused, in journal/quarantine/",
+            registry=r,
+        )
 
     def drop(self, reason: DropReason, n: int = 1) -> None:
         self._dropped[reason].inc(n)

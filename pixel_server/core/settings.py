@@ -102,8 +102,15 @@ class Settings:
     token_days: int = 396
     flush_interval_s: float = 1.0
     flush_max_rows: int = 20_000
+    # [journal]
+    journal_max_bytes: int = 4 * 1024**3
+    journal_reserve_bytes: int = 256 * 1024**2
+    journal_segment_bytes: int = 16 * 1024**2
+    journal_segment_seconds: float = 5.0
     log_level: str = "info"
     config_path: Path | None = None
+    # -- forwarding (branch channels) --
+    forwarding: Forwarding = field(default_factory=lambda: Forwarding())
     admin: Access = field(default_factory=Access)  # reports: sees every site
 
     @property
@@ -137,7 +144,9 @@ def from_mapping(
     config_path: Path | None = None,
 ) -> Settings:
     """Build settings from an already parsed TOML document (tests use this too)."""
-    _only_keys(raw, "", {"server", "storage", "identity", "partners", "sites", "admin"})
+    _only_keys(
+        raw, "", {"server", "storage", "identity", "partners", "sites", "journal", "forwarding", "admin"}
+    )
     server = _table(raw, "server")
     storage = _table(raw, "storage")
     identity = _table(raw, "identity")
@@ -148,6 +157,12 @@ def from_mapping(
         {"backend", "path", "database", "cluster", "flush_interval_ms", "flush_max_rows"},
     )
     _only_keys(identity, "identity.", {"token_days"})
+    journal = _table(raw, "journal")
+    _only_keys(journal, "journal.", {"max_bytes", "reserve_bytes", "segment_bytes", "segment_seconds"})
+    segment_bytes = _int(journal, "segment_bytes", "journal", default=16 * 1024**2, lo=4096, hi=1024**3)
+    max_bytes = _int(journal, "max_bytes", "journal", default=4 * 1024**3, lo=1024**2, hi=2**50)
+    if max_bytes < 2 * segment_bytes:
+        raise ConfigError("journal.max_bytes: must be at least twice journal.segment_bytes")
 
     partners = {}
     for pid, ptable in _table(raw, "partners").items():
@@ -227,8 +242,15 @@ def from_mapping(
         token_days=token_days,
         flush_interval_s=_int(storage, "flush_interval_ms", "storage", default=1000, lo=10, hi=60_000) / 1000,
         flush_max_rows=_int(storage, "flush_max_rows", "storage", default=20_000, lo=1, hi=10_000_000),
+        journal_max_bytes=max_bytes,
+        journal_reserve_bytes=_int(
+            journal, "reserve_bytes", "journal", default=256 * 1024**2, lo=0, hi=2**50
+        ),
+        journal_segment_bytes=segment_bytes,
+        journal_segment_seconds=_int(journal, "segment_seconds", "journal", default=5, lo=1, hi=3600) * 1.0,
         log_level=log_level,
         config_path=config_path,
+        forwarding=_forwarding(_table(raw, "forwarding"), _table(raw, "sites"), sites, env),
         admin=_admin(raw),
     )
 
@@ -293,8 +315,9 @@ def _site(sid: str, t: Mapping[str, Any], partners: Mapping[str, Partner]) -> Si
         ckey = f"{key}.channels.{cname}"
         if cname not in channels.REGISTRY:
             raise ConfigError(f"{ckey}: unknown channel (known: {', '.join(sorted(channels.REGISTRY))})")
+        tag_cfg = {k: v for k, v in _as_table(ccfg, ckey).items() if k not in FORWARD_CHANNEL_KEYS}
         try:
-            chans[cname] = MappingProxyType(channels.validate_channel_config(cname, _as_table(ccfg, ckey)))
+            chans[cname] = MappingProxyType(channels.validate_channel_config(cname, tag_cfg))
         except ValueError as exc:
             raise ConfigError(f"{ckey}: {exc}") from None
     texts = {}
@@ -435,3 +458,153 @@ def _list(t: Mapping[str, Any], name: str, key: str) -> list[Any]:
 def _path(value: str, base_dir: Path) -> Path:
     p = Path(value)
     return (p if p.is_absolute() else (base_dir / p)).resolve()
+
+
+# -- forwarding (branch channels): server-side delivery to the ad channels ---------------------------------
+# The channels with a documented server API; Bid Theatre documents none (forwarding/bidtheatre.py)
+# and stays browser-side. pixel_server/forwarding/registry.py must list the same names (a test checks it).
+FORWARD_CHANNELS = ("ga4", "meta", "linkedin", "snapchat")
+BROWSER_ONLY_CHANNELS = ("bidtheatre",)
+# Keys of [sites.<id>.channels.<channel>] that configure forwarding, not the browser tag.
+FORWARD_CHANNEL_KEYS = frozenset({"secret_env", "conversion_rule"})
+_ENV_NAME_RE = re.compile(r"^[A-Z_][A-Z0-9_]{0,127}$")
+_RULE_RE = re.compile(r"^[0-9]{1,20}$")
+_API_VERSION_RE = re.compile(r"^v[0-9]{1,3}\.[0-9]{1,2}$")
+_LINKEDIN_VERSION_RE = re.compile(r"^20[0-9]{2}(0[1-9]|1[0-2])$")
+
+
+@dataclass(frozen=True)
+class ForwardTarget:
+    """One channel of one site with server-side forwarding on (its ``secret_env`` set and present)."""
+
+    site: str
+    channel: str
+    secret_env: str
+    secret: str = field(repr=False)
+    conversion_rule: str | None = None
+    tag: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))  # the validated tag config
+
+
+@dataclass(frozen=True)
+class ChannelLimits:
+    concurrency: int = 2  # requests in flight to this channel
+    rate_per_s: float = 10.0  # requests started per second (token bucket, burst = concurrency)
+
+
+@dataclass(frozen=True)
+class Forwarding:
+    # site -> channel -> target; only the channels whose secret is configured and present
+    targets: Mapping[str, Mapping[str, ForwardTarget]] = field(default_factory=lambda: MappingProxyType({}))
+    debug: bool = False  # GA4: send to /debug/mp/collect and treat validation messages as final errors
+    # channel -> "scheme://host[:port]" replacing the documented endpoint's scheme and host
+    endpoints: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    limits: Mapping[str, ChannelLimits] = field(default_factory=lambda: MappingProxyType({}))
+    timeout_s: float = 5.0
+    retry_base_s: float = 1.0
+    retry_max_s: float = 900.0
+    meta_api_version: str = "v22.0"
+    linkedin_version: str = "202510"
+
+    @property
+    def enabled(self) -> bool:
+        return any(self.targets.values())
+
+    def limits_for(self, channel: str) -> ChannelLimits:
+        return self.limits.get(channel, ChannelLimits())
+
+
+def _forwarding(
+    fwd: Mapping[str, Any], raw_sites: Mapping[str, Any], sites: Mapping[str, Site], env: Mapping[str, str]
+) -> Forwarding:
+    _only_keys(
+        fwd,
+        "forwarding.",
+        {
+            "debug",
+            "endpoints",
+            "limits",
+            "timeout_ms",
+            "retry_base_ms",
+            "retry_max_s",
+            "meta_api_version",
+            "linkedin_version",
+        },
+    )
+    if "debug" in fwd and not isinstance(fwd["debug"], bool):
+        raise ConfigError("forwarding.debug: must be true or false")
+    endpoints = {}
+    for name, url in _table(fwd, "endpoints").items():
+        key = f"forwarding.endpoints.{name}"
+        if name not in FORWARD_CHANNELS:
+            raise ConfigError(f"{key}: not a forwarding channel (known: {', '.join(FORWARD_CHANNELS)})")
+        if not isinstance(url, str):
+            raise ConfigError(f"{key}: must be a string like 'http://127.0.0.1:9300'")
+        endpoints[name] = _origin(url, key)
+    limits = {}
+    for name, ltable in _table(fwd, "limits").items():
+        key = f"forwarding.limits.{name}"
+        if name not in FORWARD_CHANNELS:
+            raise ConfigError(f"{key}: not a forwarding channel (known: {', '.join(FORWARD_CHANNELS)})")
+        ltable = _as_table(ltable, key)
+        _only_keys(ltable, key + ".", {"concurrency", "rate_per_s"})
+        rate = ltable.get("rate_per_s", 10.0)
+        if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0.01 <= rate <= 10_000:
+            raise ConfigError(f"{key}.rate_per_s: must be a number from 0.01 to 10000")
+        limits[name] = ChannelLimits(_int(ltable, "concurrency", key, default=2, lo=1, hi=64), float(rate))
+    meta_version = _str(fwd, "meta_api_version", "forwarding", default="v22.0")
+    if not _API_VERSION_RE.match(meta_version):
+        raise ConfigError(
+            f"forwarding.meta_api_version: {meta_version!r} is not a Graph API version like 'v22.0'"
+        )
+    li_version = _str(fwd, "linkedin_version", "forwarding", default="202510")
+    if not _LINKEDIN_VERSION_RE.match(li_version):
+        raise ConfigError(
+            f"forwarding.linkedin_version: {li_version!r} is not a version like '202510' (YYYYMM)"
+        )
+
+    targets: dict[str, Mapping[str, ForwardTarget]] = {}
+    for sid, stable in raw_sites.items():
+        site_targets = {}
+        for cname, ccfg in _as_table(_as_table(stable, f"sites.{sid}").get("channels", {}), "").items():
+            ckey = f"sites.{sid}.channels.{cname}"
+            ccfg = _as_table(ccfg, ckey)
+            if "conversion_rule" in ccfg and cname != "linkedin":
+                raise ConfigError(f"{ckey}.conversion_rule: only LinkedIn has conversion rules")
+            if "secret_env" not in ccfg:
+                continue
+            if cname in BROWSER_ONLY_CHANNELS:
+                raise ConfigError(
+                    f"{ckey}.secret_env: {cname} documents no server-side event API; it stays browser-side"
+                )
+            env_name = _str(ccfg, "secret_env", ckey)
+            if not _ENV_NAME_RE.match(env_name):
+                raise ConfigError(f"{ckey}.secret_env: {env_name!r} is not an environment variable name")
+            secret = env.get(env_name, "").strip()
+            if not secret:
+                raise ConfigError(
+                    f"{env_name}: missing; {ckey}.secret_env names it (the channel's server-side secret). "
+                    "Set it, or remove secret_env to keep the channel browser-side"
+                )
+            rule = None
+            if cname == "linkedin":
+                rule = _str(ccfg, "conversion_rule", ckey, default="")
+                if not _RULE_RE.match(rule):
+                    raise ConfigError(
+                        f"{ckey}.conversion_rule: required with secret_env: the id of the LinkedIn "
+                        "conversion rule the events count toward, e.g. '12345678'"
+                    )
+            site_targets[cname] = ForwardTarget(
+                sid, cname, env_name, secret, rule, sites[sid].channels[cname]
+            )
+        targets[sid] = MappingProxyType(site_targets)
+    return Forwarding(
+        targets=MappingProxyType(targets),
+        debug=bool(fwd.get("debug", False)),
+        endpoints=MappingProxyType(endpoints),
+        limits=MappingProxyType(limits),
+        timeout_s=_int(fwd, "timeout_ms", "forwarding", default=5000, lo=100, hi=120_000) / 1000,
+        retry_base_s=_int(fwd, "retry_base_ms", "forwarding", default=1000, lo=1, hi=600_000) / 1000,
+        retry_max_s=_int(fwd, "retry_max_s", "forwarding", default=900, lo=1, hi=86_400),
+        meta_api_version=meta_version,
+        linkedin_version=li_version,
+    )

@@ -19,4 +19,3 @@ class State:
     journal: Journal
     store: Store | None = None
     loader: Loader | None = None
-    store_error: str | None = None

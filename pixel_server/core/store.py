@@ -10,7 +10,24 @@ from typing import Any, Protocol
 
 
 class StoreError(RuntimeError):
-    """The store could not be reached or refused a statement."""
+    """The store could not be reached or refused a statement.
+
+    Inserts raise one of the two subclasses, and the loader treats them oppositely:
+
+    - :class:`StoreUnavailable`: the store cannot take rows now (unreachable, timeout, read-only
+      replica, TOO_MANY_PARTS, disk full, or any error not known to be about the rows). The rows
+      are fine: keep them and retry, however long it takes.
+    - :class:`RowsRefused`: ClickHouse could not parse or convert the rows themselves. Only these
+      are bisected and the bad lines quarantined.
+    """
+
+
+class StoreUnavailable(StoreError):
+    """The store cannot take rows now; retry later with the same rows."""
+
+
+class RowsRefused(StoreError):
+    """ClickHouse refused the rows themselves (a parse or type error): retrying cannot help."""
 
 
 class StoreLockedError(StoreError):
@@ -28,8 +45,12 @@ class Store(Protocol):
         """Insert rows (JSON-ready dicts) into an allow-listed table."""
         ...
 
-    def insert_jsonl(self, table: str, data: bytes) -> None:
-        """Insert JSONEachRow bytes as they are (the spool's segments) into an allow-listed table."""
+    def insert_jsonl(self, table: str, data: bytes, dedup_token: str | None = None) -> None:
+        """Insert JSONEachRow bytes as they are (journal chunks) into an allow-listed table.
+
+        ``dedup_token`` becomes ClickHouse's ``insert_deduplication_token``: a second insert with
+        the same token is dropped by ClickHouse itself. Raises :class:`StoreUnavailable` or
+        :class:`RowsRefused`."""
         ...
 
     def query(self, sql: str, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
@@ -51,6 +72,8 @@ class Loader(Protocol):
     """The journal consumer that loads ClickHouse (``pixel_server.storage.loader``)."""
 
     last_error: str | None
+
+    async def start(self) -> None: ...
 
     def nudge(self) -> None: ...
 

@@ -21,7 +21,7 @@ from starlette.types import Receive, Send
 from pixel_server.core.errors import DropReason, Rejected
 from pixel_server.core.grant import Visitor
 from pixel_server.core.http import check_content_type, cors_for, read_body
-from pixel_server.core.journal import JournalError
+from pixel_server.core.journal import JournalError, JournalFull
 from pixel_server.core.settings import Site
 from pixel_server.core.state import State
 from pixel_server.ingest.enrich import (
@@ -212,9 +212,10 @@ async def process(state: State, headers: dict[str, str], receive: Receive) -> Re
         if batch.ad_rows:
             await state.journal.append("ads", batch.ad_rows)
     except JournalError as exc:
-        metrics.drop(DropReason.UNAVAILABLE, len(batch.rows))
-        body = orjson.dumps({"error": "unavailable", "field": None, "detail": str(exc)})
-        return 503, body, {"Retry-After": "5"}
+        reason = DropReason.JOURNAL_FULL if isinstance(exc, JournalFull) else DropReason.UNAVAILABLE
+        metrics.drop(reason, len(batch.rows))
+        body = orjson.dumps({"error": reason.value, "field": None, "detail": str(exc)})
+        return 503, body, {"Retry-After": str(getattr(exc, "retry_after", 5)), **_cors(headers, batch)}
     if len(batch.sites) == 1:
         metrics.accept(batch.hits[0].site, len(batch.hits))
     else:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
-from pixel_server.storage.base import Store, StoreError, StoreLockedError
+from pixel_server.storage.base import RowsRefused, Store, StoreError, StoreLockedError, StoreUnavailable
 
 if TYPE_CHECKING:
     from pixel_server.core.settings import Settings
@@ -30,4 +30,12 @@ def open_store(settings: Settings) -> Store:
     return store
 
 
-__all__ = ["BACKENDS", "Store", "StoreError", "StoreLockedError", "open_store"]
+__all__ = [
+    "BACKENDS",
+    "RowsRefused",
+    "Store",
+    "StoreError",
+    "StoreLockedError",
+    "StoreUnavailable",
+    "open_store",
+]

@@ -15,15 +15,70 @@ from typing import Any
 
 import orjson
 
-from pixel_server.core.store import Store, StoreError, StoreLockedError
+from pixel_server.core.store import RowsRefused, Store, StoreError, StoreLockedError, StoreUnavailable
 
-TABLES = ("events", "consent_log", "ads")
+TABLES = ("events", "consent_log", "delivery_log", "ads")  # delivery_log: branch channels; ads: reports
 
-__all__ = ["READ_SETTINGS", "TABLES", "Store", "StoreBase", "StoreError", "StoreLockedError"]
+__all__ = [
+    "READ_SETTINGS",
+    "TABLES",
+    "RowsRefused",
+    "Store",
+    "StoreBase",
+    "StoreError",
+    "StoreLockedError",
+    "StoreUnavailable",
+    "insert_error",
+]
 MIGRATIONS_TABLE = "schema_migrations"
 
 # Output settings applied to every read: dates leave ClickHouse as ISO-8601 UTC.
 READ_SETTINGS = {"date_time_output_format": "iso", "output_format_json_quote_64bit_integers": 0}
+
+
+# ClickHouse error codes that are about the rows sent, not about the server (src/Common/ErrorCodes.cpp):
+# only these make the loader bisect a chunk and quarantine lines. Every other code, and every error
+# without one (connection refused, timeout), means "store unavailable": keep the rows and retry.
+ROW_ERROR_CODES = frozenset(
+    {
+        6,  # CANNOT_PARSE_TEXT
+        25,  # CANNOT_PARSE_ESCAPE_SEQUENCE
+        26,  # CANNOT_PARSE_QUOTED_STRING
+        27,  # CANNOT_PARSE_INPUT_ASSERTION_FAILED
+        32,  # ATTEMPT_TO_READ_AFTER_EOF
+        33,  # CANNOT_READ_ALL_DATA
+        38,  # CANNOT_PARSE_DATE
+        41,  # CANNOT_PARSE_DATETIME
+        53,  # TYPE_MISMATCH
+        70,  # CANNOT_CONVERT_TYPE
+        72,  # CANNOT_PARSE_NUMBER
+        117,  # INCORRECT_DATA
+        130,  # CANNOT_READ_ARRAY_FROM_TEXT
+        131,  # TOO_LARGE_STRING_SIZE
+        321,  # VALUE_IS_OUT_OF_RANGE_OF_DATA_TYPE
+        349,  # CANNOT_INSERT_NULL_IN_ORDINARY_COLUMN
+        376,  # CANNOT_PARSE_UUID
+        377,  # ILLEGAL_SYNTAX_FOR_DATA_TYPE
+        467,  # CANNOT_PARSE_BOOL
+        691,  # UNKNOWN_ELEMENT_OF_ENUM
+    }
+)
+_CODE_RE = re.compile(r"\bCode: (\d+)\.")
+
+
+def error_code(exc: BaseException) -> int | None:
+    """The ClickHouse error code in a driver exception's text (chDB and the HTTP driver both print it)."""
+    m = _CODE_RE.search(str(exc))
+    return int(m.group(1)) if m else None
+
+
+def insert_error(table: str, exc: BaseException) -> StoreError:
+    """Classify a failed insert: the rows' fault (:class:`RowsRefused`) or the store's (retry)."""
+    if isinstance(exc, StoreError):
+        return exc
+    code = error_code(exc)
+    cls = RowsRefused if code in ROW_ERROR_CODES else StoreUnavailable
+    return cls(f"insert into {table} failed: {exc}")
 
 
 class StoreBase:
@@ -32,7 +87,7 @@ class StoreBase:
     database: str
     cluster: str | None = None
 
-    def insert_jsonl(self, table: str, data: bytes) -> None:
+    def insert_jsonl(self, table: str, data: bytes, dedup_token: str | None = None) -> None:
         raise NotImplementedError
 
     def insert(self, table: str, rows: Sequence[Mapping[str, Any]]) -> None:

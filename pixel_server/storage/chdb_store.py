@@ -7,6 +7,7 @@ connection serialises, so the writer and the readers each get their own.
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Mapping
 from pathlib import Path
@@ -19,12 +20,17 @@ from pixel_server.storage.base import (
     StoreBase,
     StoreError,
     StoreLockedError,
+    StoreUnavailable,
     check_table,
+    insert_error,
     parse_jsonl,
 )
 
 if TYPE_CHECKING:
     from pixel_server.core.settings import Settings
+
+# A deduplication token is formatted into the INSERT (chDB's send_insert binds no parameters).
+_TOKEN_RE = re.compile(r"^[A-Za-z0-9._:-]{1,200}$")
 
 
 class _Conn:
@@ -33,6 +39,7 @@ class _Conn:
     def __init__(self, path: Path) -> None:
         self.lock = threading.Lock()
         self.conn = chdb.connect(str(path))  # type: ignore[no-untyped-call]
+        self.open = True
         for key, value in READ_SETTINGS.items():
             self.conn.query(f"SET {key} = '{value}'" if isinstance(value, str) else f"SET {key} = {value}")
 
@@ -61,17 +68,25 @@ class ChdbStore(StoreBase):
     def from_settings(cls, settings: Settings) -> ChdbStore:
         return cls(settings.resolved_chdb_path, settings.database)
 
-    def insert_jsonl(self, table: str, data: bytes) -> None:
+    def insert_jsonl(self, table: str, data: bytes, dedup_token: str | None = None) -> None:
         if not data:
             return
         sql = f"INSERT INTO {self.database}.{check_table(table)}"
+        if dedup_token is not None:
+            if not _TOKEN_RE.match(dedup_token):
+                raise StoreError(f"bad deduplication token {dedup_token!r}")
+            sql += f" SETTINGS insert_deduplication_token = '{dedup_token}'"  # checked: [A-Za-z0-9._:-]
         with self._writer.lock:
             try:
-                with self._writer.conn.send_insert(sql, "JSONEachRow") as ins:
-                    ins.append(data)
-                    ins.finish()
+                self._send_insert(sql, data)
             except Exception as exc:
-                raise StoreError(f"insert into {table} failed: {exc}") from exc
+                raise insert_error(table, exc) from exc
+
+    def _send_insert(self, sql: str, data: bytes) -> None:
+        """The raw chDB call (caller holds the writer lock); its errors carry ClickHouse's code."""
+        with self._writer.conn.send_insert(sql, "JSONEachRow") as ins:
+            ins.append(data)
+            ins.finish()
 
     def query(self, sql: str, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
         sql = sql.replace("${db}", self.database)
@@ -91,9 +106,14 @@ class ChdbStore(StoreBase):
                 raise StoreError(f"statement failed: {exc}") from exc
 
     def ping(self) -> None:
-        self.query("SELECT 1 AS ok")
+        try:
+            self.query("SELECT 1 AS ok")
+        except StoreError as exc:
+            raise StoreUnavailable(str(exc)) from exc
 
     def close(self) -> None:
         for c in (self._reader, self._writer):
             with c.lock:
-                c.conn.close()
+                if c.open:
+                    c.open = False
+                    c.conn.close()

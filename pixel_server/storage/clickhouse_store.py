@@ -16,12 +16,19 @@ from pixel_server.storage.base import (
     READ_SETTINGS,
     StoreBase,
     StoreError,
+    StoreUnavailable,
     check_table,
+    insert_error,
     parse_jsonl,
 )
 
 if TYPE_CHECKING:
     from pixel_server.core.settings import Settings
+
+# Explicit timeouts: a store that hangs must look unavailable to the loader (which retries), never
+# stall it forever. The read timeout covers a large insert on a busy server.
+CONNECT_TIMEOUT_S = 5
+READ_TIMEOUT_S = 60
 
 
 class ClickHouseStore(StoreBase):
@@ -36,25 +43,35 @@ class ClickHouseStore(StoreBase):
         )
         try:
             self._client = clickhouse_connect.get_client(
-                dsn=url, database="default", autogenerate_session_id=False
+                dsn=url,
+                database="default",
+                autogenerate_session_id=False,
+                connect_timeout=CONNECT_TIMEOUT_S,
+                send_receive_timeout=READ_TIMEOUT_S,
             )
         except Exception as exc:
-            raise StoreError(f"cannot reach ClickHouse at CLICKHOUSE_URL: {exc}") from exc
+            raise StoreUnavailable(f"cannot reach ClickHouse at CLICKHOUSE_URL: {exc}") from exc
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ClickHouseStore:
         assert settings.clickhouse_url is not None
         return cls(settings.clickhouse_url, settings.database, settings.cluster)
 
-    def insert_jsonl(self, table: str, data: bytes) -> None:
+    def insert_jsonl(self, table: str, data: bytes, dedup_token: str | None = None) -> None:
         if not data:
             return
+        settings = dict(self._insert_settings)
+        if dedup_token is not None:
+            settings["insert_deduplication_token"] = dedup_token  # sent as a bound query setting
         try:
             self._client.raw_insert(
-                f"{self.database}.{check_table(table)}", insert_block=data, fmt="JSONEachRow"
+                f"{self.database}.{check_table(table)}",
+                insert_block=data,
+                settings=settings,
+                fmt="JSONEachRow",
             )
         except Exception as exc:
-            raise StoreError(f"insert into {table} failed: {exc}") from exc
+            raise insert_error(table, exc) from exc
 
     def query(self, sql: str, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
         sql = sql.replace("${db}", self.database)
@@ -75,7 +92,7 @@ class ClickHouseStore(StoreBase):
 
     def ping(self) -> None:
         if not self._client.ping():
-            raise StoreError("ClickHouse did not answer ping")
+            raise StoreUnavailable("ClickHouse did not answer ping")
 
     def close(self) -> None:
         self._client.close()

@@ -1,73 +1,114 @@
-"""The batch writer: spool segments → ClickHouse, every ``flush_interval`` or sooner when full.
+"""The loader: the journal consumer that puts rows into ClickHouse.
 
-A segment is deleted only after every table in it was inserted. When the store
-is unreachable the spool simply grows and drains once it answers again
-(``/readyz`` shows the depth). Rows the store refuses while it answers
-pings are found by halving the batch and moved to ``spool/quarantine/``; every
-other row of the segment is loaded, so one bad row cannot cost other events or
-block the spool. That is logged and counted.
+It exists from start-up, connected or not, and owns the connection: it opens
+(and migrates) the store, and reopens it after a failure, on its own
+single-thread executor, so a slow insert never takes a thread the requests'
+reads need, and two loads never overlap.
+
+Every ``flush_interval`` (sooner when ``flush_max_rows`` rows wait) it seals the
+open segment and loads each pending segment, table by table, in chunks of at
+most ``flush_max_rows`` lines. Each chunk carries an ``insert_deduplication_token``
+made of (node, segment, table, byte range), so a chunk loaded again after a crash
+between insert and cursor commit is dropped by ClickHouse itself. Only when every
+chunk of a segment is in does the cursor move past it.
+
+Failures are classified by the store (:mod:`pixel_server.core.store`):
+
+- "store unavailable" (unreachable, timeout, read-only, TOO_MANY_PARTS, disk full,
+  anything unknown): the segment stays, the loader backs off (up to
+  ``MAX_BACKOFF_S``) and tries again, however long it takes.
+- "rows refused" (a ClickHouse parse/type error): the chunk is halved until the
+  refused lines are found; they go to ``journal/quarantine/<segment>.<table>.jsonl``
+  and every other line loads. ``jobpixel quarantine replay`` loads them later.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
 import os
 import threading
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
-from pixel_server.core.journal import Journal, Segment, count_rows
-from pixel_server.core.store import Store, StoreError
+from pixel_server.core.journal import Cursor, Journal, Segment
+from pixel_server.core.store import RowsRefused, Store, StoreError, StoreLockedError
 
 if TYPE_CHECKING:
     from pixel_server.core.metrics import Metrics
 
-log = logging.getLogger("jobpixel.writer")
+log = logging.getLogger("jobpixel.loader")
 
-QUARANTINE_AFTER = 5
+_T = TypeVar("_T")
+
+CONSUMER = "loader"
+MAX_BACKOFF_S = 10.0
 
 
 class Loader:
     def __init__(
-        self, journal: Journal, store: Store, metrics: Metrics, interval_s: float, max_rows: int
+        self,
+        journal: Journal,
+        connect: Callable[[], Store],
+        metrics: Metrics,
+        interval_s: float,
+        max_rows: int,
+        on_connect: Callable[[Store | None], None] | None = None,
     ) -> None:
         self.journal = journal
-        self.store = store
+        self.cursor: Cursor = journal.cursor(CONSUMER)
+        self.connect = connect
+        self.store: Store | None = None
         self.metrics = metrics
         self.interval_s = interval_s
         self.max_rows = max_rows
+        self.on_connect = on_connect
         self.last_error: str | None = None
         self.last_success: float | None = None
-        self._failures: dict[int, int] = {}
-        # A threading lock, not an asyncio one: cancelling a task that awaits
-        # asyncio.to_thread() does not stop the thread, so an asyncio lock would be
-        # released while its flush still runs and the next flush would race it.
+        self.quarantine_dir = journal.dir / "quarantine"
+        self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="jobpixel-loader")
+        # The executor already runs one load at a time; the lock also covers stop()'s last drain.
         self._lock = threading.Lock()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._flushing = False
         self._flushed = asyncio.Event()  # set (and replaced) after each periodic flush
 
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="jobpixel-writer")
+    async def start(self) -> None:
+        """Try the store once (a second process on a chDB path fails here), then run."""
+        try:
+            await self._in_executor(self._ensure_store)
+        except StoreLockedError:
+            raise
+        except StoreError as exc:
+            log.warning("store unavailable at start (%s); events are journaled until it answers", exc)
+        self._task = asyncio.create_task(self._run(), name="jobpixel-loader")
 
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        await self.flush()  # last drain; what fails stays spooled for the next start
+        try:
+            if self.store is not None:
+                await self.flush()  # last drain; what fails stays journaled for the next start
+        finally:
+            await self._in_executor(self._close_store)
+            self._executor.shutdown(wait=True)
 
     def nudge(self) -> None:
         """Called after appends: flush early when enough rows are waiting."""
-        if self.journal.rows_pending >= self.max_rows:
+        if self.journal.open_rows >= self.max_rows:
             self._wake.set()
 
     async def flush(self) -> int:
-        """Load everything spooled so far; return the rows loaded."""
-        return await asyncio.to_thread(self._flush_sync)
+        """Seal the open segment and load everything journaled so far; return the rows loaded.
+        Raises :class:`StoreError` when the store cannot take them (they stay journaled)."""
+        return await self._in_executor(self._flush_sync)
 
     async def next_flush(self, timeout: float = 2.0) -> None:
         """Wait for a flush that starts after this call (readers that must see what was just
@@ -81,6 +122,9 @@ class Loader:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(done.wait()), timeout)
 
+    async def _in_executor(self, fn: Callable[[], _T]) -> _T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
+
     async def _run(self) -> None:
         delay = self.interval_s
         while True:
@@ -91,96 +135,166 @@ class Loader:
             try:
                 await self.flush()
                 delay = self.interval_s
-            except StoreError:
-                delay = min(max(delay * 2, self.interval_s), 30.0)  # back off while the store is away
-            except Exception:  # never let the writer die
-                log.exception("writer: unexpected error")
-                delay = min(max(delay * 2, self.interval_s), 30.0)
+            except StoreError:  # already logged and counted; the rows stay journaled
+                delay = min(max(delay * 2, self.interval_s), MAX_BACKOFF_S)
+            except Exception:  # never let the loader die
+                log.exception("loader: unexpected error")
+                delay = min(max(delay * 2, self.interval_s), MAX_BACKOFF_S)
             finally:
                 self._flushing = False
                 done, self._flushed = self._flushed, asyncio.Event()
                 done.set()
 
+    # -- on the loader thread -------------------------------------------------
+
+    def _ensure_store(self) -> Store:
+        if self.store is None:
+            try:
+                self.store = self.connect()
+            except StoreError as exc:
+                self.last_error = str(exc)
+                raise
+            log.info("store connected; loading the journal")
+            if self.on_connect is not None:
+                self.on_connect(self.store)
+        return self.store
+
+    def _close_store(self) -> None:
+        store, self.store = self.store, None
+        if store is not None:
+            if self.on_connect is not None:
+                self.on_connect(None)
+            with contextlib.suppress(Exception):
+                store.close()
+
     def _flush_sync(self) -> int:
         with self._lock:
             self.journal.rotate()
             loaded = 0
-            for segment in self.journal.sealed():
-                loaded += self._load(segment)
-        self.metrics.spool_rows.set(self.journal.rows_pending)
-        self.metrics.spool_bytes.set(self.journal.bytes_pending)
-        return loaded
-
-    def _load(self, segment: Segment) -> int:
-        tables, torn = segment.read()
-        rows = count_rows(tables)
-        started = time.perf_counter()
-        refused: dict[str, list[bytes]] = {}
-        for table, data in tables.items():
             try:
-                self.store.insert_jsonl(table, data)
+                store = self._ensure_store()
+                for segment in self.cursor.pending():
+                    loaded += self._load(store, segment)
+                self.last_error = None
             except StoreError as exc:
                 self.last_error = str(exc)
                 self.metrics.flush_failures.inc()
-                bad = self._insert_what_loads(segment.seq, table, data, exc)
-                if bad:
-                    refused[table] = bad
-        if refused:
-            self._quarantine(segment.seq, refused)
+                log.warning("loader: store unavailable, the journal keeps the rows: %s", exc)
+                raise
+            finally:
+                rows, nbytes = self.cursor.lag()
+                self.metrics.spool_rows.set(rows)
+                self.metrics.spool_bytes.set(nbytes)
+        return loaded
+
+    def _load(self, store: Store, segment: Segment) -> int:
+        tables, torn = segment.read()
+        started = time.perf_counter()
+        rows = 0
+        for table, data in tables.items():
+            refused: list[bytes] = []
+            for start, end, n in chunks(data, self.max_rows):
+                rows += n
+                try:
+                    store.insert_jsonl(table, data[start:end], self._token(segment.seq, table)(start, end))
+                except RowsRefused as exc:
+                    self.metrics.flush_failures.inc()
+                    log.warning("loader: ClickHouse refused rows of segment %d: %s", segment.seq, exc)
+                    refused += insert_bisecting(
+                        store, table, data, start, end, self._token(segment.seq, table)
+                    )
+                self.metrics.flush_rows.observe(n)
+            if refused:
+                self._quarantine(segment.seq, table, refused)
         self.metrics.flush_seconds.observe(time.perf_counter() - started)
-        self.metrics.flush_rows.observe(rows)
         if torn:
             self.metrics.spool_torn_lines.inc(torn)
-        self.journal.remove(segment, rows)
-        self._failures.pop(segment.seq, None)
+        self.cursor.commit(segment)
         self.last_error = None
         self.last_success = time.time()
         return rows
 
-    def _insert_what_loads(self, seq: int, table: str, data: bytes, exc: StoreError) -> list[bytes]:
-        """After a refused insert: load every line ClickHouse takes; return the lines it refuses.
+    def _token(self, seq: int, table: str) -> Callable[[int, int], str]:
+        """A chunk's name for ClickHouse deduplication: (node, segment, table, byte range)."""
+        prefix = f"{self.journal.node_id}:{seq}:{table}"
+        return lambda start, end: f"{prefix}:{start}-{end}"
 
-        One bad row must never cost the other visitors' events in the same
-        segment: halving finds it in ~2·log2(n) inserts. It raises, and the
-        segment stays spooled, when the store is away, or when no line at all
-        loads (that looks like a passing fault, not bad rows) until the segment
-        has failed that way QUARANTINE_AFTER times. A row loaded twice by a
-        retry collapses on event_id / choice_id.
-        """
-        self.store.ping()  # StoreError: the store is away; keep everything
-        loaded, bad = self._bisect(table, data.splitlines(keepends=True))
-        if loaded == 0:
-            n = self._failures.get(seq, 0) + 1
-            self._failures[seq] = n
-            if n < QUARANTINE_AFTER:
-                raise exc
-        return bad
+    def _quarantine(self, seq: int, table: str, lines: list[bytes]) -> None:
+        """Write (not append) the refused lines: a segment loaded twice quarantines them once."""
+        self.quarantine_dir.mkdir(exist_ok=True)
+        path = self.quarantine_dir / f"{seq:012d}.{table}.jsonl"
+        write_durably(path, b"".join(lines))
+        self.metrics.spool_quarantined.inc(len(lines))
+        log.error(
+            "loader: ClickHouse refused %d %s row(s) of segment %d; kept in %s (jobpixel quarantine replay)",
+            len(lines),
+            table,
+            seq,
+            path,
+        )
 
-    def _bisect(self, table: str, lines: list[bytes]) -> tuple[int, list[bytes]]:
-        try:
-            self.store.insert_jsonl(table, b"".join(lines))
-            return len(lines), []
-        except StoreError:
-            if len(lines) == 1:
-                return 0, lines
-            mid = len(lines) // 2
-            a_ok, a_bad = self._bisect(table, lines[:mid])
-            b_ok, b_bad = self._bisect(table, lines[mid:])
-            return a_ok + b_ok, a_bad + b_bad
 
-    def _quarantine(self, seq: int, refused: dict[str, list[bytes]]) -> None:
-        target = self.journal.dir / "quarantine"
-        target.mkdir(exist_ok=True)
-        for table, lines in refused.items():
-            with (target / f"{seq:012d}.{table}.jsonl").open("ab") as fh:
-                fh.write(b"".join(lines))
-                fh.flush()
-                os.fsync(fh.fileno())
-            self.metrics.spool_quarantined.inc(len(lines))
-            log.error(
-                "writer: ClickHouse refused %d %s row(s) of segment %d; kept in %s for inspection",
-                len(lines),
-                table,
-                seq,
-                target,
-            )
+def insert_bisecting(
+    store: Store, table: str, data: bytes, start: int, end: int, token: Callable[[int, int], str]
+) -> list[bytes]:
+    """Load every line of ``data[start:end]`` ClickHouse takes; return the lines it refuses.
+
+    One bad row must never cost the other visitors' events: halving finds it in
+    ~2·log2(n) inserts. Each piece has its own token, so a piece loaded before a
+    crash is dropped by ClickHouse when it is loaded again. :class:`StoreUnavailable`
+    on the way propagates: the rows stay where they are.
+    """
+    try:
+        store.insert_jsonl(table, data[start:end], token(start, end))
+        return []
+    except RowsRefused:
+        mid = data.find(b"\n", start + (end - start) // 2, end - 1) + 1
+        if mid == 0:  # no line ends past the middle: split before the last line
+            mid = data.rfind(b"\n", start, end - 1) + 1
+        if mid <= start:  # one line
+            return [data[start:end]]
+        return insert_bisecting(store, table, data, start, mid, token) + insert_bisecting(
+            store, table, data, mid, end, token
+        )
+
+
+def chunks(data: bytes, max_rows: int) -> Iterator[tuple[int, int, int]]:
+    """(start, end, lines) of consecutive runs of at most ``max_rows`` whole lines."""
+    total = data.count(b"\n")
+    if total <= max_rows:  # the common case: no walk through the lines
+        if total:
+            yield 0, len(data), total
+        return
+    start = 0
+    while start < len(data):
+        end = start
+        n = 0
+        while n < max_rows and end < len(data):
+            end = data.index(b"\n", end) + 1
+            n += 1
+        yield start, end, n
+        start = end
+
+
+def write_durably(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def quarantine_stats(directory: Path) -> tuple[int, int]:
+    """(files, bytes) waiting in the quarantine."""
+    files = nbytes = 0
+    with contextlib.suppress(FileNotFoundError):
+        for p in directory.glob("*.jsonl"):
+            files += 1
+            nbytes += p.stat().st_size
+    return files, nbytes

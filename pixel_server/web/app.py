@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -22,53 +23,65 @@ from pixel_server.core.metrics import CONTENT_TYPE_LATEST, Metrics
 from pixel_server.core.settings import Settings
 from pixel_server.core.state import State
 from pixel_server.ingest.pipeline import collect
-from pixel_server.storage import StoreError, StoreLockedError, open_store
-from pixel_server.storage.loader import Loader
+from pixel_server.storage import Store, StoreError, open_store
+from pixel_server.storage.loader import CONSUMER, Loader, quarantine_stats
 from pixel_server.web import assets
 from pixel_server.web.frontdoor import JobpixelApp
 
 log = logging.getLogger("jobpixel")
 
 DEMO_DIR = Path(__file__).resolve().parent / "demo"
-STORE_RETRY_S = 5.0
+PING_CACHE_S = 1.5
+PING_TIMEOUT_S = 2.0
+# The journal's consumers, each with its own durable cursor; a new name starts at the oldest segment kept.
+CONSUMERS: tuple[str, ...] = (CONSUMER,)
 
 
 def create_app(settings: Settings, *, demo: bool = False) -> JobpixelApp:
     metrics = Metrics()
+    journal = Journal(
+        settings.journal_dir,
+        CONSUMERS,
+        on_commit=metrics.observe_commit,
+        segment_bytes=settings.journal_segment_bytes,
+        segment_seconds=settings.journal_segment_seconds,
+        max_bytes=settings.journal_max_bytes,
+        reserve_bytes=settings.journal_reserve_bytes,
+    )
     state = State(
         settings=settings,
         tokens=VisitorTokens(settings.signing_keys, settings.token_days),
         metrics=metrics,
-        journal=Journal(settings.journal_dir, on_commit=metrics.observe_commit),
+        journal=journal,
     )
+    loader = Loader(
+        journal,
+        lambda: open_and_migrate(settings),
+        metrics,
+        settings.flush_interval_s,
+        settings.flush_max_rows,
+        on_connect=lambda store: setattr(state, "store", store),
+    )
+    state.loader = loader
     all_origins = frozenset(o for s in settings.sites.values() for o in s.origins)
+    ping = _CachedPing(state)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        retry: asyncio.Task[None] | None = None
         try:
-            await _connect(state)
-        except StoreLockedError:
+            await loader.start()  # connects now if it can; otherwise keeps trying on its own
+        except BaseException:
+            journal.close()
             raise
-        except StoreError as exc:
-            state.store_error = str(exc)
-            log.warning("store unavailable at start (%s); events are spooled until it answers", exc)
-            retry = asyncio.create_task(_connect_later(state))
         try:
             yield
         finally:
-            if retry is not None:
-                retry.cancel()
             try:
-                if state.loader is not None:
-                    await state.loader.stop()  # a last drain; what fails stays spooled for the next start
+                await loader.stop()  # a last drain; what fails stays journaled for the next start
             except Exception as exc:
-                log.warning("shutdown: spool not fully drained (%s); it is loaded at the next start", exc)
+                log.warning("shutdown: journal not fully loaded (%s); it is loaded at the next start", exc)
             finally:
-                state.journal.close()
-                if state.store is not None:
-                    await asyncio.to_thread(state.store.close)
-                    state.store = None
+                journal.close()
 
     async def preflight(request: Request) -> Response:
         origin = request.headers.get("origin", "")
@@ -86,25 +99,35 @@ def create_app(settings: Settings, *, demo: bool = False) -> JobpixelApp:
         return json_response({"status": "ok"})
 
     async def readyz(request: Request) -> Response:
+        rows, nbytes = loader.cursor.lag()
         body = {
             "store": "ok",
             "backend": settings.storage_backend,
-            "spool_rows": state.journal.rows_pending,
-            "spool_bytes": state.journal.bytes_pending,
-            "last_flush_error": state.loader.last_error if state.loader else None,
+            "spool_rows": rows,  # the loader's backlog (rows of an earlier process's segments uncounted)
+            "spool_bytes": nbytes,
+            "last_flush_error": loader.last_error,
+            "journal_bytes": journal.bytes_on_disk,
+            "journal_max_bytes": journal.max_bytes,
+            "journal_full": journal.full,
+            "quarantine_files": quarantine_stats(loader.quarantine_dir)[0],
         }
-        try:
-            if state.store is None:
-                raise StoreError(state.store_error or "store not connected")
-            await asyncio.wait_for(asyncio.to_thread(state.store.ping), timeout=2.0)
-        except (StoreError, TimeoutError) as exc:
-            body["store"] = f"unavailable: {exc}"
+        error = await ping.error()
+        if error is not None:
+            body["store"] = f"unavailable: {error}"
             return json_response({"status": "not ready", **body}, 503, {"Cache-Control": "no-store"})
         return json_response({"status": "ready", **body}, 200, {"Cache-Control": "no-store"})
 
     async def metrics_route(request: Request) -> Response:
-        metrics.spool_rows.set(state.journal.rows_pending)
-        metrics.spool_bytes.set(state.journal.bytes_pending)
+        rows, nbytes = loader.cursor.lag()
+        metrics.spool_rows.set(rows)
+        metrics.spool_bytes.set(nbytes)
+        metrics.journal_bytes.set(journal.bytes_on_disk)
+        metrics.journal_full.set(journal.full is not None)
+        for consumer in journal.consumers:
+            metrics.journal_lag_bytes.labels(consumer).set(journal.cursor(consumer).lag()[1])
+        files, qbytes = quarantine_stats(loader.quarantine_dir)
+        metrics.quarantine_files.set(files)
+        metrics.quarantine_bytes.set(qbytes)
         return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     routes: list[BaseRoute] = [
@@ -139,36 +162,45 @@ def create_app(settings: Settings, *, demo: bool = False) -> JobpixelApp:
     return JobpixelApp(app, state)
 
 
-async def _connect(state: State) -> None:
-    def open_and_migrate() -> None:
-        store = open_store(state.settings)
-        try:
-            applied = store.migrate()
-        except Exception:
-            store.close()
-            raise
-        if applied:
-            log.info("schema migrated: %s", ", ".join(applied))
-        state.store = store
-
-    await asyncio.to_thread(open_and_migrate)
-    state.store_error = None
-    assert state.store is not None
-    state.loader = Loader(
-        state.journal,
-        state.store,
-        state.metrics,
-        state.settings.flush_interval_s,
-        state.settings.flush_max_rows,
-    )
-    state.loader.start()
+def open_and_migrate(settings: Settings) -> Store:
+    """The loader's way to (re)connect: open the configured backend and bring the schema up to date."""
+    store = open_store(settings)
+    try:
+        applied = store.migrate()
+    except Exception:
+        store.close()
+        raise
+    if applied:
+        log.info("schema migrated: %s", ", ".join(applied))
+    return store
 
 
-async def _connect_later(state: State) -> None:
-    while state.store is None:
-        await asyncio.sleep(STORE_RETRY_S)
-        try:
-            await _connect(state)
-            log.info("store reachable again; draining the spool")
-        except StoreError as exc:
-            state.store_error = str(exc)
+class _CachedPing:
+    """``/readyz`` pings the store at most once per ``PING_CACHE_S``; concurrent probes share it."""
+
+    def __init__(self, state: State) -> None:
+        self.state = state
+        self._at = -PING_CACHE_S
+        self._error: str | None = None
+        self._inflight: asyncio.Future[str | None] | None = None
+
+    async def error(self) -> str | None:
+        if time.monotonic() - self._at < PING_CACHE_S:
+            return self._error
+        if self._inflight is None or self._inflight.done():
+            self._inflight = asyncio.ensure_future(self._ping())
+        return await asyncio.shield(self._inflight)
+
+    async def _ping(self) -> str | None:
+        store = self.state.store
+        loader = self.state.loader
+        if store is None:
+            error: str | None = (loader.last_error if loader else None) or "store not connected"
+        else:
+            try:
+                await asyncio.wait_for(asyncio.to_thread(store.ping), timeout=PING_TIMEOUT_S)
+                error = None
+            except (StoreError, TimeoutError) as exc:
+                error = str(exc) or type(exc).__name__
+        self._error, self._at = error, time.monotonic()
+        return error

@@ -1,9 +1,11 @@
-"""The durable spool and the writer that drains it, against real files and real chDB."""
+"""The journal: group commit, segments, consumers' cursors, limits and the lock, against real files."""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -12,10 +14,7 @@ from typing import Any
 import orjson
 import pytest
 
-from pixel_server.core.journal import Journal, JournalError
-from pixel_server.core.metrics import Metrics
-from pixel_server.storage.chdb_store import ChdbStore
-from pixel_server.storage.loader import Loader
+from pixel_server.core.journal import Journal, JournalError, JournalFull, JournalLocked
 from tests.harness import run_async
 
 
@@ -23,9 +22,9 @@ def rows(n: int, start: int = 0) -> list[dict[str, Any]]:
     return [{"i": start + k} for k in range(n)]
 
 
-def read_all(spool: Journal, table: str = "events") -> list[int]:
+def read_all(spool: Journal, table: str = "events", consumer: str = "loader") -> list[int]:
     out = []
-    for seg in spool.sealed():
+    for seg in spool.cursor(consumer).pending():
         tables, _ = seg.read()
         out += [orjson.loads(line)["i"] for line in tables.get(table, b"").splitlines()]
     return out
@@ -44,6 +43,7 @@ def test_group_commit_makes_many_requests_durable_with_few_fsyncs(tmp_path: Path
     spool.rotate()
     assert sorted(read_all(spool)) == list(range(200))
     assert spool.rows_pending == 200
+    spool.close()
 
 
 def test_tables_go_to_their_own_files_in_one_commit(tmp_path: Path) -> None:
@@ -54,17 +54,27 @@ def test_tables_go_to_their_own_files_in_one_commit(tmp_path: Path) -> None:
 
     run_async(main())
     spool.rotate()
-    [seg] = spool.sealed()
+    [seg] = spool.cursor("loader").pending()
     assert set(seg.files) == {"events", "consent_log"}
     assert read_all(spool) == [0, 1] and read_all(spool, "consent_log") == [7]
 
 
-def test_leftover_segments_are_sealed_and_counted_on_start(tmp_path: Path) -> None:
+def test_leftover_segments_are_sealed_on_start_without_reading_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     first = Journal(tmp_path)
     run_async(first.append("events", rows(3)))
     # no rotate, no close: as after SIGKILL
+    size = sum(p.stat().st_size for p in tmp_path.glob("*.jsonl"))
+
+    def no_reading(self: Path) -> bytes:
+        raise AssertionError(f"start-up read {self}")
+
+    monkeypatch.setattr(Path, "read_bytes", no_reading)
     second = Journal(tmp_path)
-    assert second.rows_pending == 3
+    monkeypatch.undo()
+    assert second.cursor("loader").lag() == (0, size)  # bytes exact; rows of old segments uncounted
+    assert second.bytes_on_disk == size
     assert read_all(second) == [0, 1, 2]
 
 
@@ -72,12 +82,11 @@ def test_torn_last_line_is_skipped_and_the_rest_loads(tmp_path: Path) -> None:
     spool = Journal(tmp_path)
     run_async(spool.append("events", rows(2)))
     spool.rotate()
-    [seg] = spool.sealed()
+    [seg] = spool.cursor("loader").pending()
     with seg.files["events"].open("ab") as fh:
         fh.write(b'{"i":99')  # a crash in the middle of a write
     tables, torn = seg.read()
     assert tables["events"] == b'{"i":0}\n{"i":1}\n' and torn == 1
-    assert Journal(tmp_path).rows_pending == 2
 
 
 def test_failed_write_is_reported_and_cut_off(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -99,94 +108,6 @@ def test_failed_write_is_reported_and_cut_off(tmp_path: Path, monkeypatch: pytes
     run_async(spool.append("events", rows(1, 2)))
     spool.rotate()
     assert read_all(spool) == [0, 2]  # the failed group left no torn line behind
-
-
-class SlowStore(ChdbStore):
-    def insert_jsonl(self, table: str, data: bytes) -> None:
-        time.sleep(0.2)
-        super().insert_jsonl(table, data)
-
-
-def test_concurrent_flushes_load_each_segment_once(tmp_path: Path) -> None:
-    """Regression: stop() used to flush while a cancelled flush's thread still ran."""
-    store = SlowStore(tmp_path / "chdb")
-    try:
-        store.migrate()
-        spool = Journal(tmp_path / "spool")
-        writer = Loader(spool, store, Metrics(), interval_s=60, max_rows=10**6)
-        row = {
-            "choice_id": "7f1c2b8e-1111-4a4a-9b9b-123456789abc",
-            "consent_id": "7f1c2b8e-1111-4a4a-9b9b-123456789abd",
-            "site_id": "s",
-            "ts": "2026-11-24 10:00:00.000",
-            "action": "accept_all",
-            "granted": ["necessary"],
-            "denied": [],
-            "revision": 1,
-            "lang": "nb",
-            "gpc": 0,
-            "layer": 1,
-            "ua_family": "Chrome",
-            "retention_days": 30,
-        }
-
-        async def main() -> list[int]:
-            await spool.append("consent_log", [row])
-            task = asyncio.create_task(writer.flush())
-            await asyncio.sleep(0.05)
-            task.cancel()  # what stop() does to the periodic flush
-            results = await asyncio.gather(task, writer.flush(), return_exceptions=True)
-            return [r for r in results if isinstance(r, int)]
-
-        loaded = run_async(main())
-        # The cancelled flush's thread loads the segment and the second flush waits for it and finds
-        # nothing; before the fix the second one loaded it again or failed on the vanished file.
-        assert loaded == [0]
-        assert store.query("SELECT count() AS n FROM ${db}.consent_log")[0]["n"] == 1
-        assert spool.sealed() == [] and spool.rows_pending == 0
-    finally:
-        store.close()
-
-
-def test_store_outage_keeps_rows_spooled_until_it_answers(tmp_path: Path) -> None:
-    store = ChdbStore(tmp_path / "chdb")
-    try:
-        store.migrate()
-        spool = Journal(tmp_path / "spool")
-        writer = Loader(spool, store, Metrics(), interval_s=60, max_rows=10**6)
-        down = threading.Event()
-        down.set()
-        real_insert = store.insert_jsonl
-
-        def flaky(table: str, data: bytes) -> None:
-            if down.is_set():
-                from pixel_server.storage import StoreError
-
-                raise StoreError("connection refused")
-            real_insert(table, data)
-
-        store.insert_jsonl = flaky  # type: ignore[method-assign]
-        row = {
-            "event_id": "7f1c2b8e-1111-4a4a-9b9b-123456789abc",
-            "site_id": "s",
-            "ts": "2026-11-24 10:00:00.000",
-            "visitor_id": "7f1c2b8e-1111-4a4a-9b9b-123456789abd",
-            "retention_days": 30,
-        }
-
-        async def main() -> None:
-            await spool.append("events", [row])
-            with pytest.raises(Exception, match="connection refused"):
-                await writer.flush()
-            assert spool.rows_pending == 1 and writer.last_error
-            down.clear()
-            assert await writer.flush() == 1
-
-        run_async(main())
-        assert store.query("SELECT count() AS n FROM ${db}.events")[0]["n"] == 1
-        assert spool.rows_pending == 0 and writer.last_error is None
-    finally:
-        store.close()
 
 
 def test_acknowledged_only_after_fdatasync(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -230,49 +151,155 @@ def test_depth_counters_survive_a_load_before_the_sync(
         task = asyncio.create_task(spool.append("events", rows(3)))
         await asyncio.sleep(0.02)  # written, not yet synced
         spool.rotate()
-        [seg] = spool.sealed()
+        [seg] = spool.cursor("loader").pending()
         tables, _ = seg.read()
-        spool.remove(seg, 3)  # what the writer does after a successful insert
+        spool.cursor("loader").commit(seg)  # what the loader does after a successful insert
         await task
 
     run_async(main())
     assert (spool.rows_pending, spool.bytes_pending) == (0, 0)
+    assert spool.cursor("loader").lag() == (0, 0) and spool.bytes_on_disk == 0
+    assert not list(tmp_path.glob("*.jsonl"))
     spool.close()
 
 
-def test_one_refused_row_does_not_cost_the_others(tmp_path: Path) -> None:
-    """A row ClickHouse refuses is found by halving and quarantined; every other row loads."""
-    store = ChdbStore(tmp_path / "chdb")
-    try:
-        store.migrate()
-        spool = Journal(tmp_path / "spool")
-        metrics = Metrics()
-        writer = Loader(spool, store, metrics, interval_s=60, max_rows=10**6)
-        good = [
-            {
-                "event_id": f"7f1c2b8e-1111-4a4a-9b9b-{i:012d}",
-                "site_id": "s",
-                "ts": time.time() + i,
-                "visitor_id": "7f1c2b8e-1111-4a4a-9b9b-123456789abd",
-                "retention_days": 30,
-            }
-            for i in range(9)
-        ]
-        bad = {**good[0], "event_id": "7f1c2b8e-1111-4a4a-9b9b-999999999999", "scroll_pct": "not a number"}
+def test_rotates_by_size(tmp_path: Path) -> None:
+    spool = Journal(tmp_path, segment_bytes=4096)
 
-        async def main() -> int:
-            await spool.append("events", good[:5])
-            await spool.append("events", [bad])
-            await spool.append("events", good[5:])
-            return await writer.flush()
+    async def main() -> None:
+        for i in range(100):
+            await spool.append("events", [{"i": i, "pad": "x" * 200}])
 
-        assert run_async(main()) == 10
-        stored = {r["event_id"] for r in store.query("SELECT event_id FROM ${db}.events")}
-        assert stored == {r["event_id"] for r in good}
-        quarantined = (tmp_path / "spool" / "quarantine").glob("*.events.jsonl")
-        [qfile] = list(quarantined)
-        assert orjson.loads(qfile.read_bytes())["event_id"] == bad["event_id"]
-        assert spool.sealed() == [] and spool.rows_pending == 0
-        assert "jobpixel_spool_quarantined_rows_total 1.0" in metrics.render().decode()
-    finally:
-        store.close()
+    run_async(main())
+    segments = spool.cursor("loader").pending()
+    assert len(segments) >= 4  # ~21 KB in segments of ~4 KB, sealed without anyone asking
+    assert all(seg.size < 4096 + 300 for seg in segments)
+    spool.rotate()
+    assert read_all(spool) == list(range(100))
+    spool.close()
+
+
+def test_rotates_by_time(tmp_path: Path) -> None:
+    spool = Journal(tmp_path, segment_seconds=0.2)
+
+    async def main() -> int:
+        await spool.append("events", rows(1))
+        before = len(spool.cursor("loader").pending())
+        await asyncio.sleep(0.5)
+        return before
+
+    assert run_async(main()) == 0
+    assert len(spool.cursor("loader").pending()) == 1  # sealed by age, no rotate() call
+    spool.close()
+
+
+def test_a_segment_goes_only_when_every_consumer_is_past_it(tmp_path: Path) -> None:
+    spool = Journal(tmp_path, ("loader", "outbox"))
+    run_async(spool.append("events", rows(2)))
+    spool.rotate()
+    run_async(spool.append("events", rows(1, 2)))
+    spool.rotate()
+    loader, outbox = spool.cursor("loader"), spool.cursor("outbox")
+    first, second = loader.pending()
+    loader.commit(first)
+    loader.commit(second)
+    assert loader.pending() == [] and len(outbox.pending()) == 2
+    assert first.files["events"].exists()  # the outbox still needs it
+    outbox.commit(first)
+    assert not first.files["events"].exists() and second.files["events"].exists()
+    spool.close()
+    # cursors are durable: a restart resumes each consumer where it was
+    again = Journal(tmp_path, ("loader", "outbox"))
+    assert again.cursor("loader").pending() == []
+    assert [s.seq for s in again.cursor("outbox").pending()] == [second.seq]
+    again.close()
+
+
+def test_a_new_consumer_starts_at_the_oldest_segment_kept(tmp_path: Path) -> None:
+    spool = Journal(tmp_path)
+    for i in range(3):
+        run_async(spool.append("events", rows(1, i)))
+        spool.rotate()
+    loader = spool.cursor("loader")
+    loader.commit(loader.pending()[0])  # segment 1 is gone; 2 and 3 are kept
+    spool.close()
+    grown = Journal(tmp_path, ("loader", "outbox"))  # adding a consumer is one word
+    assert read_all(grown, consumer="outbox") == [1, 2]
+    assert read_all(grown, consumer="loader") == [1, 2]
+    with pytest.raises(KeyError):
+        grown.cursor("erasure")
+    grown.close()
+
+
+def test_segment_numbers_never_go_back(tmp_path: Path) -> None:
+    """A chunk's dedup token names (node, segment): reusing a number would make ClickHouse drop new rows."""
+    spool = Journal(tmp_path)
+    run_async(spool.append("events", rows(1)))
+    spool.rotate()
+    [seg] = spool.cursor("loader").pending()
+    spool.cursor("loader").commit(seg)
+    node = spool.node_id
+    spool.close()
+    assert not list(tmp_path.glob("*.jsonl"))  # nothing left to number from
+    again = Journal(tmp_path)
+    run_async(again.append("events", rows(1)))
+    again.rotate()
+    [new] = again.cursor("loader").pending()
+    assert new.seq > seg.seq and again.node_id == node
+    again.close()
+
+
+def test_over_max_bytes_appends_are_refused_and_nothing_acknowledged_is_lost(tmp_path: Path) -> None:
+    spool = Journal(tmp_path, max_bytes=4096, segment_bytes=1024)
+    acked: list[int] = []
+
+    async def fill() -> JournalFull:
+        for i in range(1000):
+            try:
+                await spool.append("events", [{"i": i, "pad": "x" * 100}])
+            except JournalFull as exc:
+                return exc
+            acked.append(i)
+        raise AssertionError("never full")
+
+    exc = run_async(fill())
+    assert "max_bytes" in str(exc) and spool.full
+    assert 4096 / 120 <= len(acked) < 4096 / 100 + 2  # stopped at the limit (one group may pass it)
+    spool.rotate()
+    assert read_all(spool) == acked  # every acknowledged row is still there
+    with pytest.raises(JournalFull):
+        run_async(spool.append("events", rows(1, 5000)))
+    loader = spool.cursor("loader")
+    for seg in loader.pending():  # the consumer catches up: room again
+        loader.commit(seg)
+    assert spool.full is None
+    run_async(spool.append("events", rows(1, 5000)))
+    spool.close()
+
+
+def test_under_the_free_disk_reserve_appends_are_refused(tmp_path: Path) -> None:
+    st = os.statvfs(tmp_path)
+    spool = Journal(tmp_path, reserve_bytes=st.f_bavail * st.f_frsize * 2)
+    with pytest.raises(JournalFull, match="reserve_bytes"):
+        run_async(spool.append("events", rows(1)))
+    assert not list(tmp_path.glob("*.jsonl"))
+    spool.close()
+
+
+def test_a_second_process_cannot_open_the_journal(tmp_path: Path) -> None:
+    spool = Journal(tmp_path)
+    probe = (
+        "import sys; from pathlib import Path; from pixel_server.core.journal import Journal, JournalLocked\n"
+        "try:\n    Journal(Path(sys.argv[1]))\nexcept JournalLocked as e:\n    print(e); sys.exit(7)\n"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", probe, str(tmp_path)], capture_output=True, text=True, timeout=60
+    )
+    assert r.returncode == 7, r.stderr
+    assert "in use by another jobpixel process" in r.stdout
+    spool.close()  # released: now it opens
+    r = subprocess.run(
+        [sys.executable, "-c", probe, str(tmp_path)], capture_output=True, text=True, timeout=60
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert JournalLocked.__mro__[1] is JournalError

@@ -79,6 +79,13 @@ def put(path: str, value: Any) -> dict[str, Any]:
         (put("sites.test.revision", 2**31), ENV, "sites.test.revision"),
         (put("server.log_level", "loud"), ENV, "server.log_level"),
         (put("identity.token_days", 30), ENV, "identity.token_days"),
+        (put("journal.max_bytes", 0), ENV, "journal.max_bytes"),
+        (put("journal.max_bytes", "4GiB"), ENV, "journal.max_bytes"),
+        (put("journal.max_bytes", 2 * 1024**2), ENV, "journal.max_bytes"),  # < 2 segments of 16 MiB
+        (put("journal.reserve_bytes", -1), ENV, "journal.reserve_bytes"),
+        (put("journal.segment_bytes", 10), ENV, "journal.segment_bytes"),
+        (put("journal.segment_seconds", 0), ENV, "journal.segment_seconds"),
+        (put("journal.path", "/x"), ENV, "journal.path"),
     ],
 )
 def test_errors_name_the_key(cfg: dict[str, Any], env: dict[str, str], key: str, tmp_path: Path) -> None:
@@ -120,3 +127,14 @@ def test_example_config_is_valid(monkeypatch: pytest.MonkeyPatch) -> None:
     example = Path(__file__).parents[2] / "jobpixel.example.toml"
     st = s.load(example, ENV)
     assert st.sites
+
+
+def test_journal_limits_are_read(tmp_path: Path) -> None:
+    cfg = put(
+        "journal", {"max_bytes": 10**9, "reserve_bytes": 0, "segment_bytes": 2**20, "segment_seconds": 3}
+    )
+    st = s.from_mapping(cfg, ENV, tmp_path)
+    assert (st.journal_max_bytes, st.journal_reserve_bytes) == (10**9, 0)
+    assert (st.journal_segment_bytes, st.journal_segment_seconds) == (2**20, 3.0)
+    default = s.from_mapping(base(), ENV, tmp_path)
+    assert default.journal_max_bytes == 4 * 1024**3 and default.journal_segment_seconds == 5.0

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from pixel_server.core.metrics import Metrics
+from pixel_server.forwarding.metrics import ForwardMetrics
 from pixel_server.storage.chdb_store import ChdbStore
 
 DASHBOARDS = sorted((Path(str(resources.files("pixel_server.dashboards"))) / "grafana").glob("*.json"))
@@ -128,7 +129,7 @@ def panels() -> list[tuple[str, dict[str, Any]]]:
 
 def test_there_are_dashboards() -> None:
     titles = " ".join(t for t, _ in panels()).lower()
-    for topic in ("ingest", "drops", "consent rates", "journal", "top ads"):
+    for topic in ("ingest", "drops", "consent rates", "journal", "outbox", "top ads"):
         assert topic in titles
 
 
@@ -142,7 +143,9 @@ def test_panel_runs(title: str, panel: dict[str, Any], store: ChdbStore) -> None
             assert rows, f"{title}: no rows over the fixture"
         else:
             assert kind == "prometheus"
-            exported = Metrics().render().decode()
+            metrics = Metrics()
+            ForwardMetrics(metrics.registry)
+            exported = metrics.render().decode()
             for name in re.findall(r"\b(jobpixel_[a-z_]+)", target["expr"]):
                 assert re.search(rf"^# TYPE {name}\b", exported, re.M), name
 

@@ -67,3 +67,15 @@ def test_ads_row_latest_metadata_wins_first_and_last_seen(reports_server: Report
         300,
         "2026-12-31",
     )
+
+
+def test_ad_job_lookup(reports_server: ReportsServer) -> None:
+    from pixel_server.reports.ads import ad_job
+
+    tok = reports_server.consent()["token"]
+    reports_server.collect([reports_server.event(tok, "pageview", "5", job={"title": "Lege", "words": 10})])
+    reports_server.flush()
+    store = reports_server.state.store
+    assert store is not None
+    assert ad_job(store, "test", "5") == {"title": "Lege", "words": 10}
+    assert ad_job(store, "test", "6") == {} and ad_job(store, "shop", "5") == {}

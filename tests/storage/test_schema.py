@@ -14,6 +14,8 @@ import pytest
 from pixel_server.storage.base import Store, load_migrations, render
 from pixel_server.storage.chdb_store import ChdbStore
 
+SCHEMA_DIR = Path(__file__).parents[2] / "pixel_server" / "storage" / "schema"
+
 
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[ChdbStore]:
@@ -38,10 +40,12 @@ def event_row(days_ago: float = 0, retention_days: int = 395, **over: Any) -> di
 
 
 def test_migrations_are_versioned_and_idempotent(store: ChdbStore) -> None:
-    assert store.migrate() == ["0001_init"]
+    schema_files = sorted(p.name[:-4] for p in SCHEMA_DIR.glob("*.sql"))
+    assert store.migrate() == schema_files
+    assert schema_files[0] == "0001_init" and {"0004_delivery_log", "0005_dedup"} <= set(schema_files)
     assert store.migrate() == []
-    versions = store.query("SELECT version, name FROM ${db}.schema_migrations FINAL")
-    assert versions == [{"version": 1, "name": "init"}]
+    versions = store.query("SELECT version, name FROM ${db}.schema_migrations FINAL ORDER BY version")
+    assert [f"{v['version']:04d}_{v['name']}" for v in versions] == schema_files
     tables = {r["name"] for r in store.query("SELECT name FROM system.tables WHERE database = 'jp_test'")}
     assert {"events", "consent_log", "schema_migrations"} <= tables
 
@@ -103,6 +107,10 @@ def test_cluster_ddl() -> None:
         "ENGINE = Distributed(jobs, jp, events_local, sipHash64(event_id))" in sql
     )
     assert "Distributed(jobs, jp, consent_log_local, sipHash64(consent_id))" in sql
+    assert (  # the dedup window goes on the tables that hold the parts, not the Distributed ones
+        "ALTER TABLE jp.events_local ON CLUSTER jobs MODIFY SETTING non_replicated_deduplication_window"
+        in sql
+    )
     single = render(
         "${db}.${table:events} ${on_cluster} ${engine:ReplacingMergeTree}\n-- distributed: events k", "jp"
     )

@@ -1,0 +1,361 @@
+"""The outbox: a consumer of the journal (cursor ``"outbox"``) that delivers to the ad channels.
+
+One pass (:meth:`Outbox.run_once`):
+
+1. **pump**: read each pending journal segment's ``events`` rows; each marketing-consented row with
+   a consent id becomes one delivery per server-enabled channel of its site that forwards the event's
+   name; the deliveries are fsynced in the outbox file (:mod:`.store`), then the segment is committed.
+   So the journal never waits for a channel, and a crash between the two re-reads the segment and the
+   file's keys stop a second queueing.
+2. **deliver**: for every due delivery, the consent is checked now (the grant must still stand:
+   ``Revocations.is_revoked`` → ``withdrawn``, no request) and its age against the channel's limit less
+   :data:`AGE_MARGIN_S` (→ ``too_old``, no request; so a stale event never rides in a Meta batch).
+   The rest are grouped by channel, site and batch key, cut at the channel's batch limit, and sent.
+3. **log**: final outcomes are fsynced in the outbox file first, then written to the delivery log;
+   rows not yet logged are written again after a restart (the table collapses duplicates).
+
+Retries (timeouts, connection errors, 429, 5xx) back off exponentially with jitter, kept in the file,
+so they continue after a restart until success, a final answer, or the channel's age limit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+
+from pixel_server.core.settings import ForwardTarget, Settings
+from pixel_server.forwarding import registry
+from pixel_server.forwarding.base import JOB_KEYS, Channel, Event, Options, Unmappable, clip
+from pixel_server.forwarding.deliverylog import DeliveryLog, JournalDeliveryLog, Status
+from pixel_server.forwarding.metrics import ForwardMetrics
+from pixel_server.forwarding.ports import GrantRef, JournalCursor, JournalWithCursors, RevocationCheck
+from pixel_server.forwarding.sender import Outcome, Sender, backoff
+from pixel_server.forwarding.store import Delivery, OutboxStore, delivery_key
+
+log = logging.getLogger("jobpixel.forwarding")
+
+CONSUMER = "outbox"  # the journal consumer name
+AGE_MARGIN_S = 600.0  # an event is too old this long before the channel's limit: it must arrive in time
+IDLE_S = 1.0
+# (site, ad id) -> the ad's job metadata ({title, category, location, employer}); the reports branch keeps
+# one row per ad (0003 `ads`): an in-memory lookup over it, never a query per event on the loop.
+AdLookup = Callable[[str, str], Mapping[str, Any]]
+
+
+class Outbox:
+    def __init__(
+        self,
+        settings: Settings,
+        cursor: JournalCursor[Any],
+        revocations: RevocationCheck,
+        delivery_log: DeliveryLog,
+        *,
+        metrics: ForwardMetrics | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        clock: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
+        fsync: bool = True,
+        directory: Path | None = None,
+        ads: AdLookup | None = None,
+    ) -> None:
+        self.settings = settings
+        self.fwd = settings.forwarding
+        self.cursor = cursor
+        self.revocations = revocations
+        self.delivery_log = delivery_log
+        self.metrics = metrics if metrics is not None else ForwardMetrics()
+        self.sender = Sender(self.fwd, transport)
+        self.clock = clock
+        self.rng = rng if rng is not None else random.Random()
+        self.store = OutboxStore(directory or settings.data_dir / "outbox", fsync=fsync)
+        self.ads = ads
+        self.options = Options(self.fwd.debug, self.fwd.meta_api_version, self.fwd.linkedin_version)
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._opened = False
+
+    # -- lifecycle -----------------------------------------------------------------------------------
+    async def open(self) -> None:
+        if not self._opened:
+            await asyncio.to_thread(self.store.open, self.clock())
+            self._opened = True
+            self._gauges()
+
+    async def start(self) -> None:
+        await self.open()
+        self._task = asyncio.create_task(self._run(), name="jobpixel-outbox")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await self.sender.aclose()
+        self.store.close()
+
+    def nudge(self) -> None:
+        self._wake.set()
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.run_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a bug or an I/O error must not end delivery for good
+                log.exception("outbox pass failed")
+            wait = IDLE_S
+            due = [d.next_at for d in self.store.pending()]
+            if due:
+                wait = max(0.01, min(IDLE_S, min(due) - self.clock()))
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), wait)
+
+    async def run_once(self) -> int:
+        """Pump the journal, deliver what is due, write the delivery log. Returns requests made."""
+        await self.open()
+        await self.pump()
+        made = await self.deliver_due()
+        await self.flush_log()
+        self._gauges()
+        return made
+
+    # -- 1. journal → outbox -------------------------------------------------------------------------
+    async def pump(self) -> int:
+        queued = 0
+        for segment in self.cursor.pending():
+            tables, _torn = await asyncio.to_thread(segment.read)
+            deliveries, finals = self._plan(_rows(tables.get("events", b"")))
+            new = await asyncio.to_thread(self.store.enqueue, deliveries)
+            for d in new:
+                self.metrics.count(self.metrics.queued, d.channel)
+            queued += len(new)
+            if finals:
+                new_keys = {d.key for d in new}
+                await self._finish([(d, st, msg) for d, st, msg in finals if d.key in new_keys])
+            self.cursor.commit(segment)
+        return queued
+
+    def _plan(
+        self, rows: Iterable[Mapping[str, Any]]
+    ) -> tuple[list[Delivery], list[tuple[Delivery, Status, str]]]:
+        """Deliveries to queue, and those already final (unmappable) to log at once."""
+        now = self.clock()
+        out: list[Delivery] = []
+        finals: list[tuple[Delivery, Status, str]] = []
+        for row in rows:
+            event = Event.from_row(row)
+            # Only under a marketing grant we can trace: no consent id, no forwarding.
+            if not (event.marketing and event.consent_id and event.choice_id and event.event_id):
+                continue
+            if not event.job and event.ad_id and self.ads is not None:
+                # apply events carry no job metadata: the ad's, as the pageviews described it
+                job = self.ads(event.site, event.ad_id)
+                event = replace(
+                    event, job={k: v for k, v in job.items() if k in JOB_KEYS and isinstance(v, str)}
+                )
+            for name, target in self.fwd.targets.get(event.site, {}).items():
+                channel = registry.load(name)
+                if not channel.server_side or event.name not in channel.events:
+                    continue
+                d = Delivery(delivery_key(name, event.site, event.event_id), name, event, now)
+                out.append(d)
+                try:
+                    channel.check(event, target)
+                except Unmappable as exc:
+                    finals.append((d, "failed_final", str(exc)))
+        return out, finals
+
+    # -- 2. outbox → channels ------------------------------------------------------------------------
+    async def deliver_due(self) -> int:
+        now = self.clock()
+        due = [d for d in self.store.pending() if d.next_at <= now]
+        ready: list[Delivery] = []
+        finals: list[tuple[Delivery, Status, str]] = []
+        for d in due:
+            if d.channel not in registry.CHANNELS or d.channel not in self.fwd.targets.get(d.event.site, {}):
+                # queued before a restart whose settings no longer forward this channel for this site
+                finals.append((d, "failed_final", "channel no longer configured for this site (secret_env)"))
+                continue
+            channel = registry.load(d.channel)
+            if self._revoked(d.event):
+                finals.append((d, "withdrawn", "consent withdrawn before delivery"))
+            elif now - d.event.ts > channel.max_age_s - AGE_MARGIN_S:
+                finals.append(
+                    (d, "too_old", f"older than {channel.name}'s limit of {channel.max_age_s:.0f} s")
+                )
+            else:
+                ready.append(d)
+        await self._finish(finals)
+        groups: dict[tuple[str, str, str], list[Delivery]] = {}
+        for d in sorted(ready, key=lambda d: d.event.ts):
+            channel = registry.load(d.channel)
+            groups.setdefault((d.channel, d.event.site, channel.batch_key(d.event)), []).append(d)
+        batches = []
+        for (name, site, _), ds in groups.items():
+            limit = registry.load(name).batch_limit
+            batches += [(name, site, ds[i : i + limit]) for i in range(0, len(ds), limit)]
+        await asyncio.gather(*(self._send(name, site, batch) for name, site, batch in batches))
+        return len(batches)
+
+    def _revoked(self, event: Event) -> bool:
+        grant = GrantRef(event.consent_id, event.choice_id, event.site, event.grant_issued_at)
+        return bool(self.revocations.is_revoked(grant))
+
+    async def _send(self, name: str, site: str, batch: list[Delivery]) -> None:
+        channel = registry.load(name)
+        target = self.fwd.targets[site][name]
+        request = channel.build([d.event for d in batch], target, self.options)
+        started = round(self.clock(), 3)
+        outcome = await self.sender.send(channel, request, len(batch))
+        now = self.clock()
+        for d in batch:
+            d.attempts += 1
+            d.first_attempt = d.first_attempt if d.first_attempt is not None else started
+            d.last_attempt = started
+            d.http_status = outcome.status
+            d.message = _redact(outcome.message, target)
+        if outcome.kind == "retry":
+            attempts = max(d.attempts for d in batch)
+            delay = backoff(attempts, self.fwd.retry_base_s, self.fwd.retry_max_s, self.rng)
+            if outcome.retry_after is not None:
+                delay = max(delay, min(outcome.retry_after, self.fwd.retry_max_s))
+            for d in batch:
+                d.next_at = now + delay
+            await asyncio.to_thread(self.store.attempted, batch)
+            self.metrics.count(self.metrics.retried, name, len(batch))
+            log.info(
+                "%s: %s, %d deliveries retry in %.1f s", name, d.message or d.http_status, len(batch), delay
+            )
+            return
+        finals: list[tuple[Delivery, Status, str]] = []
+        if outcome.kind == "final":
+            finals = [(d, "failed_final", d.message) for d in batch]
+        else:
+            errors = _per_event(outcome, len(batch))
+            for d, err in zip(batch, errors, strict=True):
+                finals.append(
+                    (d, "sent", d.message) if err is None else (d, "failed_final", _redact(err, target))
+                )
+        await self._finish(finals)
+
+    async def _finish(self, finals: Sequence[tuple[Delivery, Status, str]]) -> None:
+        if not finals:
+            return
+        now = self.clock()
+        rows = [(d, self._row(d, status, message, now)) for d, status, message in finals]
+        await asyncio.to_thread(self.store.finish, rows, now)
+        for d, status, _ in finals:
+            if status == "sent":
+                self.metrics.count(self.metrics.sent, d.channel)
+                self.metrics.latency.labels(d.channel).observe(max(0.0, now - d.event.ts))
+            else:
+                self.metrics.drop(d.channel, status)
+
+    def _row(self, d: Delivery, status: Status, message: str, now: float) -> dict[str, Any]:
+        e = d.event
+        site = self.settings.sites.get(e.site)
+        return {
+            "channel": d.channel,
+            "site_id": e.site,
+            "event_id": e.event_id,
+            "event_name": e.name,
+            "consent_id": e.consent_id,
+            "choice_id": e.choice_id,
+            "status": status,
+            "attempts": d.attempts,
+            "first_attempt": d.first_attempt,
+            "last_attempt": d.last_attempt,
+            "event_ts": e.ts,
+            "ts": round(now, 3),
+            "http_status": d.http_status,
+            "message": clip(message, 1000),
+            # proof of what a consent allowed lives as long as the proof of the consent itself
+            "retention_days": site.consent_log_days if site is not None else 1095,
+        }
+
+    # -- 3. delivery log -----------------------------------------------------------------------------
+    async def flush_log(self) -> int:
+        pending = self.store.unlogged()
+        if not pending:
+            return 0
+        try:
+            await self.delivery_log.write(list(pending.values()))
+        except Exception as exc:  # the store or journal is down: the rows wait in the outbox file
+            log.warning("delivery log write failed (%d rows wait): %s", len(pending), exc)
+            return 0
+        await asyncio.to_thread(self.store.logged, pending.keys())
+        return len(pending)
+
+    # -- status --------------------------------------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        """For /readyz: outbox depth and the age of the oldest undelivered event."""
+        pending = self.store.pending()
+        oldest = min((d.event.ts for d in pending), default=None)
+        return {
+            "depth": len(pending),
+            "oldest_age_s": round(self.clock() - oldest, 1) if oldest is not None else None,
+        }
+
+    def _gauges(self) -> None:
+        st = self.status()
+        self.metrics.depth.set(st["depth"])
+        self.metrics.oldest.set(st["oldest_age_s"] or 0)
+
+
+def _rows(data: bytes) -> list[dict[str, Any]]:
+    out = []
+    for line in data.splitlines():
+        try:
+            row = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            continue  # torn lines are cut by Segment.read; anything else is not ours to judge
+        if isinstance(row, dict):
+            out.append(row)
+    return out
+
+
+def _per_event(outcome: Outcome, n: int) -> Sequence[str | None]:
+    return outcome.per_event if len(outcome.per_event) == n else [None] * n
+
+
+def _redact(message: str, target: ForwardTarget) -> str:
+    return message.replace(target.secret, "[secret]") if target.secret else message
+
+
+def enabled_channels(settings: Settings) -> dict[str, Channel]:
+    """The channels some site forwards to server-side."""
+    names = {name for site in settings.forwarding.targets.values() for name in site}
+    return {name: registry.load(name) for name in sorted(names)}
+
+
+def outbox_for(
+    settings: Settings,
+    journal: JournalWithCursors,
+    revocations: RevocationCheck,
+    metrics: ForwardMetrics,
+) -> Outbox | None:
+    """The production wiring (for ``create_app`` once the journal has cursors): ``None`` when no site
+    forwards anything — then the journal must not list the ``outbox`` consumer either, or its segments
+    would wait for it forever. Delivery-log rows go through the journal like every other row."""
+    if not settings.forwarding.enabled:
+        return None
+    return Outbox(
+        settings,
+        journal.cursor(CONSUMER),
+        revocations,
+        JournalDeliveryLog(journal),
+        metrics=metrics,
+    )
