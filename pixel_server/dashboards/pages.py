@@ -26,6 +26,7 @@ from pixel_server.core.errors import Rejected
 from pixel_server.core.http import read_capped
 from pixel_server.core.settings import Site
 from pixel_server.core.state import State
+from pixel_server.core.store import StoreError
 from pixel_server.dashboards import panels
 from pixel_server.dashboards.i18n import LABELS, LANGS
 from pixel_server.reports.api import to_csv
@@ -253,7 +254,10 @@ async def site_page(request: Request) -> Response:
             "consent": panels.consent(store, site, pr),
         }
 
-    data = await asyncio.to_thread(build)
+    try:
+        data = await asyncio.to_thread(build)
+    except StoreError:
+        return render(request, "error.html", {"message": "503", "csrf": csrf}, 503)
     data["charts"] = [_series_chart(data["series"], _lang(request))]
     ctx = {
         "site": site,
@@ -291,7 +295,10 @@ async def ad_page(request: Request) -> Response:
             "metadata": panels.ad_metadata(store, site, ad),
         }
 
-    data = await asyncio.to_thread(build)
+    try:
+        data = await asyncio.to_thread(build)
+    except StoreError:
+        return render(request, "error.html", {"message": "503", "csrf": csrf}, 503)
     lang = _lang(request)
     funnel_rows = data["funnel"].results
     data["charts"] = [
@@ -340,7 +347,10 @@ async def export_csv(request: Request) -> Response:
     store = _state(request).store
     if store is None:
         return Response("store unavailable", 503, headers=HEADERS)
-    report = await asyncio.to_thread(panels.export, store, site, pr, name, ad)
+    try:
+        report = await asyncio.to_thread(panels.export, store, site, pr, name, ad)
+    except StoreError:
+        return Response("store unavailable", 503, headers=HEADERS)
     filename = f"{site.id}-{name}" + (f"-{ad}" if ad else "") + f"-{pr.first}-{pr.last}.csv"
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in filename)
     return Response(

@@ -76,3 +76,24 @@ def test_sign_out_needs_the_csrf_token(reports_server: ReportsServer) -> None:
     r = client.post("/dashboard/logout", data={"csrf": m.group(1)})
     assert r.status_code == 303
     assert client.get("/dashboard/").status_code == 303
+
+
+def test_store_trouble_is_a_503_not_a_500(reports_server: ReportsServer) -> None:
+    from pixel_server.core.store import StoreError
+
+    class Broken:
+        database = "jobpixel"
+
+        def query(self, *a: object, **k: object) -> list[dict[str, object]]:
+            raise StoreError("ClickHouse is down")
+
+    client = sign_in(reports_server, ACME_EMAIL, ACME_PASSWORD)
+    real = reports_server.state.store
+    reports_server.state.store = Broken()  # type: ignore[assignment]
+    try:
+        for path in ("/dashboard/test/", "/dashboard/test/ads/1", "/dashboard/test/export/ads.csv"):
+            assert client.get(path).status_code == 503, path
+        r = reports_server.api("/api/v1/query", {"site": "test", "metrics": ["visitors"]})
+        assert r.status_code == 503 and r.json()["error"] == "unavailable"
+    finally:
+        reports_server.state.store = real
