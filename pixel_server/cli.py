@@ -231,6 +231,27 @@ def cmd_quarantine(args: argparse.Namespace) -> int:
     return 0 if result.refused == 0 else 1
 
 
+# -- reports: credentials for the report API and the dashboard --------------------------------------
+def cmd_new_token(args: argparse.Namespace) -> int:
+    from pixel_server.reports.auth import new_token
+
+    token, digest = new_token()
+    print(f"token (give it to the partner, shown once): {token}")
+    print(f'config line: api_token_hashes = ["{digest}"]')
+    return 0
+
+
+def cmd_hash_password(args: argparse.Namespace) -> int:
+    from pixel_server.reports.auth import hash_password
+
+    password = sys.stdin.readline().rstrip("\r\n")
+    if len(password) < 12:
+        print("jobpixel: a password needs at least 12 characters", file=sys.stderr)
+        return 2
+    print(hash_password(password))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="jobpixel", description="Consent-first analytics pixel for job ads")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -258,6 +279,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--config", "-c", help=f"TOML config file (default ${settings_mod.CONFIG_ENV} or jobpixel.toml)"
     )
     q.set_defaults(fn=cmd_quarantine)
+
+    sub.add_parser("new-token", help="print a new report API token and its config line").set_defaults(
+        fn=cmd_new_token
+    )
+    sub.add_parser("hash-password", help="read a password on stdin, print its argon2id hash").set_defaults(
+        fn=cmd_hash_password
+    )
     args = parser.parse_args(argv)
     try:
         return int(args.fn(args))

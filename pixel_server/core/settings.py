@@ -45,9 +45,26 @@ class ConfigError(ValueError):
 
 
 @dataclass(frozen=True)
+class User:
+    """A dashboard user: an e-mail and an argon2id hash (``jobpixel hash-password``)."""
+
+    email: str
+    password_hash: str
+
+
+@dataclass(frozen=True)
+class Access:
+    """Who may read reports: API token hashes (``sha256:<hex>``) and dashboard users."""
+
+    api_token_hashes: frozenset[str] = frozenset()
+    users: tuple[User, ...] = ()
+
+
+@dataclass(frozen=True)
 class Partner:
     id: str
     name: str
+    access: Access = field(default_factory=Access)
 
 
 @dataclass(frozen=True)
@@ -69,6 +86,9 @@ class Site:
     texts: Mapping[str, Mapping[str, str]] = field(default_factory=lambda: MappingProxyType({}))
     # grant: query parameters kept in stored URLs without a marketing grant (lower case)
     keep_query: frozenset[str] = UTM_QUERY_KEYS
+    # reports (issue #9): report days are counted in this zone; rows under k_floor visitors are hidden
+    timezone: str = "Europe/Oslo"
+    k_floor: int = 5
 
 
 @dataclass(frozen=True)
@@ -98,6 +118,7 @@ class Settings:
     hash_key: str = ""  # grant: JOBPIXEL_HASH_KEY, required by from_mapping
     # -- forwarding (branch channels) --
     forwarding: Forwarding = field(default_factory=lambda: Forwarding())
+    admin: Access = field(default_factory=Access)  # reports: sees every site
 
     @property
     def journal_dir(self) -> Path:
@@ -130,7 +151,9 @@ def from_mapping(
     config_path: Path | None = None,
 ) -> Settings:
     """Build settings from an already parsed TOML document (tests use this too)."""
-    _only_keys(raw, "", {"server", "storage", "identity", "partners", "sites", "journal", "forwarding"})
+    _only_keys(
+        raw, "", {"server", "storage", "identity", "partners", "sites", "journal", "forwarding", "admin"}
+    )
     server = _table(raw, "server")
     storage = _table(raw, "storage")
     identity = _table(raw, "identity")
@@ -153,8 +176,10 @@ def from_mapping(
         key = f"partners.{pid}"
         _check_id(pid, key)
         ptable = _as_table(ptable, key)
-        _only_keys(ptable, key + ".", {"name"})
-        partners[pid] = Partner(id=pid, name=_str(ptable, "name", key, default=pid))
+        _only_keys(ptable, key + ".", {"name", "api_token_hashes", "users"})
+        partners[pid] = Partner(
+            id=pid, name=_str(ptable, "name", key, default=pid), access=_access(ptable, key)
+        )
 
     sites = {}
     for sid, stable in _table(raw, "sites").items():
@@ -245,6 +270,7 @@ def from_mapping(
         config_path=config_path,
         hash_key=hash_key,
         forwarding=_forwarding(_table(raw, "forwarding"), _table(raw, "sites"), sites, env),
+        admin=_admin(raw),
     )
 
 
@@ -264,6 +290,8 @@ _SITE_KEYS = {
     "channels",
     "texts",
     "keep_query",
+    "timezone",
+    "k_floor",
 }
 
 
@@ -336,6 +364,8 @@ def _site(sid: str, t: Mapping[str, Any], partners: Mapping[str, Partner]) -> Si
         channels=MappingProxyType(chans),
         texts=MappingProxyType(texts),
         keep_query=_keep_query(t, key),
+        timezone=_timezone(t, key),
+        k_floor=_int(t, "k_floor", key, default=5, lo=2, hi=1_000_000),
     )
 
 
@@ -353,6 +383,53 @@ def _keep_query(t: Mapping[str, Any], key: str) -> frozenset[str]:
             )
         out.add(k.lower())
     return frozenset(out)
+
+
+# -- reports: partner/admin access and the site's report zone (issue #9) ---------------------------
+_TOKEN_HASH_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
+_EMAIL_RE = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,255}$")
+
+
+def _access(t: Mapping[str, Any], key: str) -> Access:
+    hashes = []
+    for i, h in enumerate(_list(t, "api_token_hashes", key)):
+        if not isinstance(h, str) or not _TOKEN_HASH_RE.match(h):
+            raise ConfigError(
+                f"{key}.api_token_hashes[{i}]: must look like 'sha256:<64 hex digits>' (jobpixel new-token)"
+            )
+        hashes.append(h)
+    users = []
+    for i, u in enumerate(_list(t, "users", key)):
+        ukey = f"{key}.users[{i}]"
+        u = _as_table(u, ukey)
+        _only_keys(u, ukey + ".", {"email", "password_hash"})
+        email = _str(u, "email", ukey).strip().lower()
+        if not _EMAIL_RE.match(email):
+            raise ConfigError(f"{ukey}.email: {email!r} is not an e-mail address")
+        pw = _str(u, "password_hash", ukey)
+        if not pw.startswith("$argon2id$"):
+            raise ConfigError(f"{ukey}.password_hash: must be an argon2id hash (jobpixel hash-password)")
+        users.append(User(email=email, password_hash=pw))
+    return Access(api_token_hashes=frozenset(hashes), users=tuple(users))
+
+
+def _admin(raw: Mapping[str, Any]) -> Access:
+    t = _table(raw, "admin")
+    _only_keys(t, "admin.", {"api_token_hashes", "users"})
+    return _access(t, "admin")
+
+
+def _timezone(t: Mapping[str, Any], key: str) -> str:
+    import zoneinfo
+
+    tz = _str(t, "timezone", key, default="Europe/Oslo")
+    try:
+        zoneinfo.ZoneInfo(tz)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"{key}.timezone: {tz!r} is not an IANA time zone like 'Europe/Oslo'") from None
+    if not re.match(r"^[A-Za-z][A-Za-z0-9_+/-]{0,63}$", tz):
+        raise ConfigError(f"{key}.timezone: {tz!r} is not an IANA time zone like 'Europe/Oslo'")
+    return tz
 
 
 def _origin(value: str, key: str) -> str:

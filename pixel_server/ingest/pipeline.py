@@ -45,6 +45,7 @@ class Batch:
     grants: list[Grant] = field(default_factory=list)
     ua: UserAgentInfo | None = None
     rows: list[dict[str, Any]] = field(default_factory=list)
+    ad_rows: list[dict[str, Any]] = field(default_factory=list)  # reports: put_ad
 
 
 def drop_unknown_site(state: State, batch: Batch) -> None:
@@ -177,7 +178,38 @@ def put_rows(state: State, batch: Batch) -> None:
         )
 
 
-STEPS = (drop_unknown_site, drop_bad_origin, drop_no_consent, drop_bot, put_rows)
+def put_ad(state: State, batch: Batch) -> None:
+    """reports (issue #9): one ``ads`` sighting per pageview that carries its JobPosting."""
+    for hit, row in zip(batch.hits, batch.rows, strict=True):
+        if hit.job is None or not hit.ad:
+            continue
+        job = hit.job
+        batch.ad_rows.append(
+            {
+                "site_id": hit.site,
+                "ad_id": hit.ad,
+                "first_seen": row["ts"],
+                "last_seen": row["ts"],
+                "latest": {
+                    "ts": row["ts"],
+                    **{k: job.get(k, "") for k in AD_TEXT_FIELDS},
+                    "words": job.get("words", 0),
+                },
+            }
+        )
+
+
+AD_TEXT_FIELDS = (
+    "title",
+    "category",
+    "location",
+    "employer",
+    "employment_type",
+    "date_posted",
+    "valid_through",
+)
+
+STEPS = (drop_unknown_site, drop_bad_origin, drop_no_consent, drop_bot, put_rows, put_ad)
 
 
 # The request headers the pipeline reads; everything else is never decoded.
@@ -207,6 +239,8 @@ async def process(state: State, headers: dict[str, str], receive: Receive) -> Re
         return exc.status, orjson.dumps(exc.body()), cors
     try:
         await state.journal.append("events", batch.rows)
+        if batch.ad_rows:
+            await state.journal.append("ads", batch.ad_rows)
     except JournalError as exc:
         reason = DropReason.JOURNAL_FULL if isinstance(exc, JournalFull) else DropReason.UNAVAILABLE
         metrics.drop(reason, len(batch.rows))

@@ -48,6 +48,7 @@ class Hit:
     client_ts: int | None
     token: str | None  # the grant; what may be stored comes from it (a body `marketing` is ignored)
     props: dict[str, str]
+    job: dict[str, str | int] | None = None  # reports: the page's JobPosting, pageviews only
 
 
 def parse_body(body: bytes) -> list[Hit]:
@@ -147,6 +148,7 @@ def parse_event(ev: dict[str, Any], prefix: str) -> Hit:
         client_ts=client_ts,
         token=token,
         props=_props(ev.get("props"), prefix),
+        job=_job(ev.get("job"), prefix) if name == "pageview" else None,
     )
 
 
@@ -193,3 +195,46 @@ def _props(value: object, prefix: str) -> dict[str, str]:
             )
         out[k] = v
     return out
+
+
+# -- reports: job metadata on pageviews (CONTRACTS.md "Job metadata on the wire") ---------------------
+JOB_TEXT_LIMITS = {"title": 200, "category": 100, "location": 100, "employer": 100, "employment_type": 50}
+JOB_DATES = ("date_posted", "valid_through")
+MAX_WORDS = 1_000_000
+_DATE_RE = re.compile(r"^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])\Z")
+
+
+def _job(value: object, prefix: str) -> dict[str, str | int] | None:
+    """Every key optional; unknown keys ignored (a newer pixel may send more)."""
+    if value is None:
+        return None
+    field = prefix + "job"
+    if not isinstance(value, dict):
+        raise Rejected(DropReason.INVALID, 400, field, "must be an object")
+    out: dict[str, str | int] = {}
+    for key, limit in JOB_TEXT_LIMITS.items():
+        v = value.get(key)
+        if v is None:
+            continue
+        if not isinstance(v, str):
+            raise Rejected(DropReason.INVALID, 400, f"{field}.{key}", "must be a string")
+        if len(v) > limit:
+            raise Rejected(DropReason.INVALID, 400, f"{field}.{key}", f"longer than {limit} characters")
+        out[key] = " ".join(v.split())
+    for key in JOB_DATES:
+        v = value.get(key)
+        if v is None or v == "":
+            continue
+        if not isinstance(v, str) or not _DATE_RE.match(v):
+            raise Rejected(DropReason.INVALID, 400, f"{field}.{key}", "must be a date like 2026-12-01")
+        out[key] = v
+    words = value.get("words")
+    if words is not None:
+        if isinstance(words, float) and words.is_integer():
+            words = int(words)
+        if not isinstance(words, int) or isinstance(words, bool) or not 0 <= words <= MAX_WORDS:
+            raise Rejected(
+                DropReason.INVALID, 400, f"{field}.words", f"must be a whole number from 0 to {MAX_WORDS}"
+            )
+        out["words"] = words
+    return out or None

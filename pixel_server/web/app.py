@@ -156,6 +156,13 @@ def create_app(settings: Settings, *, demo: bool = False) -> JobpixelApp:
         Route("/readyz", readyz, methods=["GET", "HEAD"]),
         Route("/metrics", metrics_route, methods=["GET"]),
     ]
+    # -- reports (issue #9): the report API and the partner dashboard --------------------------------
+    from pixel_server.dashboards import pages as dashboard_pages
+    from pixel_server.reports import api as reports_api
+    from pixel_server.reports.auth import Authenticator, SignInLimiter
+
+    routes += reports_api.routes() + dashboard_pages.routes()
+    # -- end reports ---------------------------------------------------------------------------------
     if demo:
         routes.append(Route("/", lambda r: RedirectResponse("/demo/"), methods=["GET"]))
         routes.append(Mount("/demo", StaticFiles(directory=DEMO_DIR, html=True), name="demo"))
@@ -163,6 +170,8 @@ def create_app(settings: Settings, *, demo: bool = False) -> JobpixelApp:
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.jp = state
     app.state.assets = assets.Assets()
+    app.state.reports_auth = Authenticator(settings)  # reports
+    app.state.reports_limiter = SignInLimiter()  # reports
     return JobpixelApp(app, state)
 
 
