@@ -16,7 +16,7 @@ import pytest
 from pixel_server.core import settings as settings_mod
 from pixel_server.core.settings import Settings
 from pixel_server.reports.auth import hash_password, token_hash
-from tests.harness import DESKTOP_UA, SIGNING_KEY, LiveServer, PartnerSite, config_dict
+from tests.harness import DESKTOP_UA, SECRETS, LiveServer, PartnerSite, config_dict
 
 ACME_TOKEN = "jpx_acme-test-token-0123456789"
 BETA_TOKEN = "jpx_beta-test-token-0123456789"
@@ -59,7 +59,7 @@ class ReportsServer(LiveServer):
     @property
     def settings(self) -> Settings:
         cfg = reports_config(self.data_dir, self.partner.origin, **self.site_overrides)
-        return settings_mod.from_mapping(cfg, {settings_mod.SIGNING_KEYS_ENV: SIGNING_KEY}, self.data_dir)
+        return settings_mod.from_mapping(cfg, SECRETS, self.data_dir)
 
     # -- posting real events ----------------------------------------------------------------------
     def collect(self, events: list[dict[str, Any]], headers: dict[str, str] | None = None) -> None:

@@ -15,7 +15,7 @@ from pixel_server import cli
 from pixel_server.core import settings as settings_mod
 from pixel_server.core.settings import ConfigError
 from pixel_server.reports.auth import Authenticator, token_hash
-from tests.harness import SIGNING_KEY, config_dict
+from tests.harness import SECRETS, config_dict
 
 
 def load(tmp_path: Path, **patch: Any) -> settings_mod.Settings:
@@ -27,7 +27,7 @@ def load(tmp_path: Path, **patch: Any) -> settings_mod.Settings:
             cfg["partners"]["acme"].update(value)
         else:
             cfg[key] = value
-    return settings_mod.from_mapping(cfg, {settings_mod.SIGNING_KEYS_ENV: SIGNING_KEY}, tmp_path)
+    return settings_mod.from_mapping(cfg, SECRETS, tmp_path)
 
 
 def test_defaults(tmp_path: Path) -> None:
