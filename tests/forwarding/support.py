@@ -22,7 +22,7 @@ import orjson
 from pixel_server.core import settings as settings_mod
 from pixel_server.core.settings import Settings
 from pixel_server.forwarding.outbox import Outbox
-from tests.harness import DESKTOP_UA, HASH_KEY, SIGNING_KEY, config_dict
+from tests.harness import DESKTOP_UA, HASH_KEY, SIGNING_KEY, config_dict, run_async
 
 SECRETS = {
     "GA4_API_SECRET": "ga4-secret-abc",
@@ -146,7 +146,7 @@ class FakeJournal:
         )
 
     def add(self, *rows: Mapping[str, Any]) -> None:
-        asyncio.run(self.append("events", rows))
+        run_async(self.append("events", rows))
 
     def cursor(self, consumer: str) -> FakeCursor:
         return FakeCursor(self, consumer)

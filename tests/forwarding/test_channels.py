@@ -3,7 +3,6 @@ through ``httpx.MockTransport``; identifiers are only the channel's own, never o
 
 from __future__ import annotations
 
-import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ from pixel_server.forwarding import registry
 from pixel_server.forwarding.base import Event, Options, Unmappable, with_base
 from pixel_server.forwarding.sender import Sender
 from tests.forwarding.support import LINKEDIN_RULE, SECRETS, event_row, forwarding_settings
-from tests.harness import DESKTOP_UA, TEST_CHANNELS
+from tests.harness import DESKTOP_UA, TEST_CHANNELS, run_async
 
 
 def wire(tmp_path: Path, channel: str, rows: list[dict[str, Any]], **fwd: Any) -> httpx.Request:
@@ -42,7 +41,7 @@ def wire(tmp_path: Path, channel: str, rows: list[dict[str, Any]], **fwd: Any) -
         assert outcome.kind == "ok"
         await sender.aclose()
 
-    asyncio.run(go())
+    run_async(go())
     [sent] = seen
     return sent
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
 from pathlib import Path
@@ -15,7 +14,7 @@ from pixel_server.core import settings as settings_mod
 from pixel_server.forwarding.deliverylog import StoreDeliveryLog, deliveries
 from pixel_server.storage.base import load_migrations
 from pixel_server.storage.chdb_store import ChdbStore
-from tests.harness import SIGNING_KEY
+from tests.harness import SIGNING_KEY, run_async
 
 
 def row(event_id: str, channel: str = "meta", **over: Any) -> dict[str, Any]:
@@ -54,7 +53,7 @@ def test_table_shape_and_dedup(tmp_path: Path) -> None:
         event_id = str(uuid.uuid4())
         first = row(event_id)
         # the outbox re-writes a row it could not confirm as logged before a crash: one row remains
-        asyncio.run(StoreDeliveryLog(store).write([first, first, row(event_id, "snapchat")]))
+        run_async(StoreDeliveryLog(store).write([first, first, row(event_id, "snapchat")]))
         got = deliveries(store, event_id)
         assert [(r["channel"], r["status"]) for r in got] == [("meta", "sent"), ("snapchat", "sent")]
         assert got[0]["consent_id"] == first["consent_id"] and got[0]["choice_id"] == first["choice_id"]

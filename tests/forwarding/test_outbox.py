@@ -26,7 +26,7 @@ from tests.forwarding.support import (
     event_row,
     forwarding_settings,
 )
-from tests.harness import DESKTOP_UA, TEST_CHANNELS, RecordingServer
+from tests.harness import DESKTOP_UA, TEST_CHANNELS, RecordingServer, run_async
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +66,7 @@ class Rig:
             await drive(box, until, timeout)
             await box.stop()
 
-        asyncio.run(go())
+        run_async(go())
         return box
 
 
@@ -226,7 +226,7 @@ def test_withdrawal_between_retries_stops_them(tmp_path: Path, channels: Recordi
         await drive(box, lambda: True)
         await box.stop()
 
-    asyncio.run(go())
+    run_async(go())
     n = len(channels.requests)
     assert 2 <= n <= 3
     [logged] = rig.log.rows
@@ -303,7 +303,7 @@ def test_an_unreachable_channel_is_retried_not_dropped(tmp_path: Path, channels:
             await asyncio.sleep(0.01)
         await box.stop()
 
-    asyncio.run(go())
+    run_async(go())
     assert rig.log.rows == []
     [pending] = box.store.pending()
     assert pending.attempts >= 2 and pending.http_status == 0 and "connection" in pending.message
@@ -419,7 +419,7 @@ def test_queued_deliveries_survive_a_restart_and_go_out_once(
             await asyncio.sleep(0.005)
         await box.stop()  # the process ends with both deliveries queued and the segment committed
 
-    asyncio.run(first_life())
+    run_async(first_life())
     assert rig.journal.cursor(CONSUMER).pending() == []
     assert rig.log.rows == []
     box2 = rig.run(lambda: len(channels.ok()) == 1)
@@ -451,7 +451,7 @@ def test_delivery_log_rows_wait_while_the_log_is_down(tmp_path: Path, channels: 
             await box.run_once()
         await box.stop()
 
-    asyncio.run(go())
+    run_async(go())
     assert len(channels.requests) == 1 and log.rows == []
     log.down = False
     rig.run(lambda: len(log.rows) == 1)  # after a restart: logged, not resent
@@ -485,7 +485,7 @@ def test_status_reports_depth_and_oldest_age(tmp_path: Path, channels: Recording
         await box.stop()
         return st
 
-    st = asyncio.run(go())
+    st = run_async(go())
     assert st["depth"] == 1 and 119 < st["oldest_age_s"] < 200
     assert box.metrics.value("jobpixel_forward_outbox_depth") == 1
 
@@ -503,7 +503,7 @@ def test_run_loop_delivers_in_the_background(tmp_path: Path, channels: Recording
             await asyncio.sleep(0.02)
         await box.stop()
 
-    asyncio.run(go())
+    run_async(go())
     assert [r["status"] for r in rig.log.rows] == ["sent"]
 
 
@@ -528,7 +528,7 @@ def test_deliveries_of_a_channel_turned_off_before_restart_end_final(
             await box.run_once()
         await box.stop()
 
-    asyncio.run(first_life())
+    run_async(first_life())
     channels.recover()
     rig.settings = forwarding_settings(tmp_path / "data", channels.url, channels=("snapchat",))
     rig.run(lambda: len(rig.log.rows) == 2)
@@ -543,7 +543,7 @@ def test_outbox_file_compacts_and_keeps_recent_keys(tmp_path: Path, channels: Re
     rig.run(lambda: len(rig.log.rows) == 5)
     path = rig.settings.data_dir / "outbox" / "outbox.jsonl"
     box = rig.outbox()
-    asyncio.run(box.open())  # compaction on open: only the finished keys remain, as tombstones
+    run_async(box.open())  # compaction on open: only the finished keys remain, as tombstones
     lines = [json.loads(x) for x in path.read_bytes().splitlines()]
     assert sorted(x["k"] for x in lines) == sorted(f"meta:shop:{r['event_id']}" for r in rows)
     assert all(set(x) == {"k", "t"} for x in lines)  # nothing of the event is kept after delivery
@@ -607,7 +607,7 @@ def test_production_wiring_logs_through_the_journal(tmp_path: Path, channels: Re
         await box.run_once()  # the delivery-log segment the outbox itself appended: consumed, not forwarded
         await box.stop()
 
-    asyncio.run(go())
+    run_async(go())
     [logged] = [
         json.loads(line)
         for f in sorted((tmp_path / "journal").glob("*.delivery_log.jsonl"))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import random
 from pathlib import Path
 
@@ -13,6 +12,7 @@ from pixel_server.forwarding import registry
 from pixel_server.forwarding.base import OutRequest
 from pixel_server.forwarding.sender import Outcome, Sender, backoff
 from tests.forwarding.support import forwarding_settings
+from tests.harness import run_async
 
 REQUEST = OutRequest("POST", "https://graph.facebook.com/v22.0/1/events?access_token=t", {}, b"data=%5B%5D")
 
@@ -27,7 +27,7 @@ def send(tmp_path: Path, handler: httpx.MockTransport, channel: str = "meta", n:
         finally:
             await sender.aclose()
 
-    return asyncio.run(go())
+    return run_async(go())
 
 
 @pytest.mark.parametrize(
