@@ -256,9 +256,12 @@ async def process(state: State, headers: dict[str, str], receive: Receive) -> Re
     return 204, b"", _cors(headers, batch)
 
 
-async def send_reply(send: Send, reply: Reply) -> None:
+async def send_reply(send: Send, reply: Reply, more: list[tuple[bytes, bytes]] | None = None) -> None:
+    """Answer over ASGI without Starlette; ``more``: raw headers the front door's hooks added."""
     status, body, extra = reply
     raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in extra.items()]
+    if more:
+        raw += more
     if body:
         raw += [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     await send({"type": "http.response.start", "status": status, "headers": raw})
