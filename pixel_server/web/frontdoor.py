@@ -19,12 +19,16 @@ from __future__ import annotations
 
 import re
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
+import orjson
 from starlette.applications import Starlette
 from starlette.types import Message, Receive, Scope, Send
 
+from pixel_server.core.http import Network, client_ip, cors_for
+from pixel_server.core.metrics import Metrics
+from pixel_server.core.ratelimit import Buckets, retry_after
 from pixel_server.core.state import State
 from pixel_server.ingest.pipeline import Reply, _headers, process, send_reply
 
@@ -45,6 +49,30 @@ def request_id(scope: Scope) -> None:
         rid = secrets.token_hex(8).encode()
     scope[REQUEST_ID] = rid.decode("ascii")
     scope.setdefault(RESPONSE_HEADERS, []).append((b"x-request-id", rid))
+
+
+def ip_limit(buckets: Buckets, trusted: Sequence[Network], origins: frozenset[str], metrics: Metrics) -> Hook:
+    """A hook: visitor requests (``POST /collect``, ``POST /consent``, ``GET /consent/{id}``) per
+    client IP, a token bucket each (``[limits] ip_*``); over it, 429 with ``Retry-After``, counted
+    in ``jobpixel_rate_limited_total{reason="ip"}``. The address is a key in memory, nothing more."""
+    body = orjson.dumps(
+        {"error": "rate_limited", "field": None, "detail": "too many requests from this address"}
+    )
+
+    def hook(scope: Scope) -> Reply | None:
+        path = scope["path"]
+        if not (path == "/collect" or path == "/consent" or path.startswith("/consent/")):
+            return None
+        if scope["method"] == "OPTIONS":
+            return None
+        wait = buckets.take(client_ip(scope, trusted))
+        if not wait:
+            return None
+        metrics.limited("ip")
+        origin = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"origin"), None)
+        return 429, body, {"Retry-After": retry_after(wait), **cors_for(origin, origins)}
+
+    return hook
 
 
 class PreRouter:
