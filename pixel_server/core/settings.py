@@ -414,7 +414,7 @@ _TEMPLATE_LITERAL = re.compile(r"[A-Za-z0-9._~%-]+|/")
 AD_SEGMENT = "([^/?#]+)"
 STAR_SEGMENT = "[^/?#]*"
 STAR_END = ".*"
-QUERY_TAIL = "(?:[?#].*)?$"
+QUERY_TAIL = "(?:[?#]|$)"
 TEMPLATE_MAX = 200
 
 
