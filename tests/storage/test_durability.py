@@ -32,6 +32,8 @@ data_dir = "{tmp / "data"}"
 [storage]
 backend = "{backend}"
 flush_interval_ms = {flush_interval_ms}
+[limits]
+grant_rate_per_s = 0  # one visitor sends all the load here: durability, not abuse limits, is tested
 [partners.p]
 name = "P"
 [sites.s]
