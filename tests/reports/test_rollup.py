@@ -137,7 +137,8 @@ def _counts(store: ChdbStore, table: str = "report_hourly") -> dict[str, int]:
 
 def _rows(store: ChdbStore, table: str) -> int:
     [r] = store.query(
-        "SELECT sum(rows) AS n FROM system.parts WHERE database = 'jp_rollup' AND table = {t:String} AND active",
+        "SELECT sum(rows) AS n FROM system.parts "
+        "WHERE database = 'jp_rollup' AND table = {t:String} AND active",
         {"t": table},
     )
     return int(r["n"] or 0)

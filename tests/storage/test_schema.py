@@ -118,8 +118,8 @@ def test_cluster_ddl() -> None:
     )
     # report rollups (0006): the view reads the local events and writes the local rollup on each shard
     assert (
-        "CREATE MATERIALIZED VIEW IF NOT EXISTS jp.report_hourly_mv_local ON CLUSTER jobs\nTO jp.report_hourly_local"
-        in sql
+        "CREATE MATERIALIZED VIEW IF NOT EXISTS jp.report_hourly_mv_local ON CLUSTER jobs\n"
+        "TO jp.report_hourly_local" in sql
     )
     assert "FROM jp.events_local" in sql
     assert "Distributed(jobs, jp, report_hourly_local, sipHash64(site_id))" in sql
