@@ -26,6 +26,7 @@ import datetime as dt
 import zoneinfo
 from collections.abc import Sequence
 
+from pixel_server.core.store import Store
 from pixel_server.reports import sql
 from pixel_server.reports.query import Filter, Query, Range
 
@@ -122,3 +123,50 @@ def breakdown(dimensions: Sequence[str], filters: Sequence[Filter], folded: bool
         )
         source += f" LEFT JOIN ({meta}) AS a ON r.ad_id = a.ad_id"
     return f"SELECT {select} FROM {source} WHERE {where}{group}"
+
+
+# -- rebuild: after events are deleted (an erasure request), the rollup must forget them too ---------------
+
+_STATES = """
+    uniqStateIf(visitor_id, name = 'pageview') AS visitors,
+    uniqState(visitor_id) AS unit_visitors,
+    uniqExactStateIf(event_id, name = 'pageview') AS pageviews,
+    uniqStateIf(visitor_id, name = 'apply_click') AS clickers,
+    uniqStateIf(visitor_id, name = 'apply_complete') AS appliers
+"""
+TABLES = {"report_hourly": ("ad_id", "device"), "report_hourly_site": ("device",)}
+
+
+def rebuild(store: Store, site_id: str, start: dt.datetime, end: dt.datetime) -> None:
+    """Recompute the rollup rows of ``site_id`` for the UTC hours that overlap [start, end) from the events
+    now stored (the same states as migration 0006 and its views). A state cannot lose one visitor, so
+    whoever deletes events (erasure, ``ALTER TABLE events DELETE``) calls this for the hours they were in.
+    Safe while events arrive: every state is idempotent, so an insert the view feeds during the rebuild
+    is at worst counted into the same set twice."""
+    first = start.astimezone(dt.UTC).replace(minute=0, second=0, microsecond=0)
+    last = end.astimezone(dt.UTC)
+    if last.replace(minute=0, second=0, microsecond=0) != last:
+        last = last.replace(minute=0, second=0, microsecond=0) + dt.timedelta(hours=1)
+    params = {
+        "site": site_id,
+        "start": first.strftime("%Y-%m-%d %H:%M:%S"),
+        "end": last.strftime("%Y-%m-%d %H:%M:%S"),
+    }
+    cluster = getattr(store, "cluster", None)
+    for table, keys in TABLES.items():
+        local = f"{table}_local ON CLUSTER {cluster}" if cluster else table
+        store.execute(
+            f"ALTER TABLE ${{db}}.{local} DELETE WHERE site_id = {{site:String}} "
+            "AND hour >= toDateTime({start:String}, 'UTC') AND hour < toDateTime({end:String}, 'UTC') "
+            "SETTINGS mutations_sync = 2",
+            params,
+        )
+        key = ", ".join(keys)
+        store.execute(
+            f"INSERT INTO ${{db}}.{table} SELECT site_id, toDateTime(toStartOfHour(ts), 'UTC') AS hour, "
+            f"{key}, retention_days, {_STATES} FROM ${{db}}.events "
+            "WHERE site_id = {site:String} AND name IN ('pageview', 'apply_click', 'apply_complete') "
+            "AND ts >= toDateTime64({start:String}, 3, 'UTC') AND ts < toDateTime64({end:String}, 3, 'UTC') "
+            f"GROUP BY site_id, hour, {key}, retention_days",
+            params,
+        )

@@ -212,3 +212,34 @@ def test_migrate_backfills_events_stored_before_the_rollup(store: ChdbStore) -> 
         "clickers": 0,
         "appliers": 1,
     }
+
+
+def test_rebuild_forgets_deleted_events(store: ChdbStore) -> None:
+    store.migrate()
+    keep, erase = str(uuid.uuid4()), str(uuid.uuid4())
+    store.insert(
+        "events",
+        [
+            _event("pageview", keep, T0),
+            _event("pageview", erase, T0 + dt.timedelta(minutes=40)),  # the next UTC hour
+            _event("apply_click", erase, T0 + dt.timedelta(minutes=41)),
+            _event("pageview", erase, T0 - dt.timedelta(days=3)),  # outside the rebuilt hours: stays
+        ],
+    )
+    assert _counts(store) == {"visitors": 2, "pageviews": 3, "clickers": 1, "appliers": 0}
+    # an erasure removes the visitor's events of that evening; the rollup still counts them ...
+    store.execute(
+        "ALTER TABLE ${db}.events DELETE WHERE visitor_id = {v:UUID} AND ts >= {t:DateTime64(3, 'UTC')} "
+        "SETTINGS mutations_sync = 2",
+        {"v": erase, "t": (T0 - dt.timedelta(hours=1)).strftime("%Y-%m-%d %H:%M:%S")},
+    )
+    assert _counts(store)["clickers"] == 1
+    # ... until the hours they were in are rebuilt from what is left
+    rollup.rebuild(store, "s", T0 - dt.timedelta(minutes=5), T0 + dt.timedelta(minutes=45))
+    for table in ("report_hourly", "report_hourly_site"):
+        assert _counts(store, table) == {"visitors": 2, "pageviews": 2, "clickers": 0, "appliers": 0}
+    [n] = store.query(
+        "SELECT uniqMerge(visitors) AS v FROM ${db}.report_hourly WHERE hour >= {t:DateTime('UTC')}",
+        {"t": (T0 - dt.timedelta(hours=1)).strftime("%Y-%m-%d %H:%M:%S")},
+    )
+    assert n["v"] == 1
