@@ -160,9 +160,10 @@ BASELINE = {
 }
 
 
-def visible_latency(store: ChdbStore, site: Site, n: int = 3) -> float:
-    """Seconds from inserting ``n`` pageviews of a new ad (as the loader inserts a chunk) until the
-    report shows them."""
+def visible_latency(store: ChdbStore, site: Site) -> float:
+    """Seconds from inserting pageviews of a new ad by as many visitors as the privacy floor asks (as the
+    loader inserts a chunk) until the report shows them."""
+    n = site.k_floor
     ad = "visible-" + uuid.uuid4().hex[:8]
     now = time.time()
     rows = [
