@@ -299,7 +299,9 @@ class LiveServer:
 CHROMIUM_PATH = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 
 
-PIXEL_BUDGET_GZ = 2000
+# 2,300 since issue #11 (readable p.js + bfcache, prerender, fetch fallback, Trusted Types, nonce, rAF):
+# the same source logic golfed by hand was 1,788 B; see README "Script sizes".
+PIXEL_BUDGET_GZ = 2300
 BANNER_BUDGET_GZ = 8000
 
 
