@@ -379,3 +379,61 @@ def test_the_demo_page_logs_no_console_error(page: Page, tmp_path: Path, partner
         assert console.errors == [] and failed == []
     finally:
         server.stop()
+
+
+def test_input_and_scroll_work_once_per_animation_frame(
+    page: Page, pixel_server: LiveServer, third_party: ThirdParty
+) -> None:
+    """A burst of scroll and pointermove events costs one layout read and one clock tick per frame."""
+    page.context.add_cookies(pixel_server.grant())  # type: ignore[arg-type]
+    page.goto(pixel_server.origin_page_url("jobb/4711/pixel_ad.html"))
+    wait_events(page, pixel_server, 1, name="pageview")
+    calls = page.evaluate(
+        """() => new Promise(resolve => {
+          const count = {rect: 0, focus: 0};
+          const rect = Element.prototype.getBoundingClientRect;
+          Element.prototype.getBoundingClientRect = function () { count.rect++; return rect.call(this); };
+          const hasFocus = Document.prototype.hasFocus;
+          Document.prototype.hasFocus = function () { count.focus++; return hasFocus.call(this); };
+          for (let i = 0; i < 100; i++) {
+            dispatchEvent(new Event('scroll'));
+            dispatchEvent(new PointerEvent('pointermove'));
+          }
+          const during = {...count};
+          requestAnimationFrame(() => requestAnimationFrame(() => resolve([during, count])));
+        })"""
+    )
+    during, after = calls
+    assert during == {"rect": 0, "focus": 0}  # nothing done in the event handlers themselves
+    assert 1 <= after["rect"] <= 2 and 1 <= after["focus"] <= 2, after
+
+
+def test_an_apply_click_before_the_config_arrives_is_counted(
+    page: Page, pixel_server: LiveServer, third_party: ThirdParty
+) -> None:
+    page.context.add_cookies(pixel_server.grant())  # type: ignore[arg-type]
+    held: list[Any] = []
+    page.route("**/s/test.json", lambda route: held.append(route))
+    page.goto(pixel_server.origin_page_url("jobb/4711/pixel_ad.html"))
+    page.wait_for_function("window.jobpixel && window.jobpixel.jp")
+    page.click("#apply")
+    while not held:
+        page.wait_for_timeout(50)
+    assert pixel_server.events() == []
+    held[0].continue_()
+    (click,) = wait_events(page, pixel_server, 1, name="apply_click")
+    (pv,) = wait_events(page, pixel_server, 1, name="pageview")
+    assert click["pageview_id"] == pv["event_id"]
+
+
+def test_only_the_first_1024_characters_of_the_path_are_matched(
+    page: Page, pixel_server: LiveServer, third_party: ThirdParty
+) -> None:
+    page.context.add_cookies(pixel_server.grant())  # type: ignore[arg-type]
+    near = "/jobb/77/" + "a" * 900 + "/pixel_ad.html"
+    far = "/" + "a" * 1100 + "/jobb/88/pixel_ad.html"  # the ad id lies past the first 1,024 characters
+    page.goto(pixel_server.origin_page_url(near))
+    wait_events(page, pixel_server, 1, name="pageview")
+    page.goto(pixel_server.origin_page_url(far))
+    views = wait_events(page, pixel_server, 2, name="pageview")
+    assert sorted(v["ad_id"] for v in views) == ["", "77"]
