@@ -142,13 +142,13 @@
     } else if (k != 'bidtheatre') {
       return;
     }
-    K.addScript(tag.src, () => {
+    K.addScript(tag.src).addEventListener('load', safe(() => {
       const p = S.cfg.thanks_pattern;
       if (k == 'bidtheatre' && tag.conversion && p && W.asxtrack && new RegExp(p).test(location.pathname + location.search)) {
         W.asxtrack.config = {conversionId: +tag.conversion, advertiserId: +id};
         W.asxtrack.callConversion();
       }
-    });
+    }));
   };
 
   /** @return {!Array<string>} the names of the cookies a channel's tag sets here (config + TAG_COOKIES) */

@@ -160,18 +160,15 @@
   }
 
   /**
-   * Add an async <script src> carrying the page's nonce.
+   * Add a <script src> (async, as every script added by script is) carrying the page's nonce.
    * @param {string} src
-   * @param {?Function=} onload
    * @return {!HTMLScriptElement}
    */
-  function addScript(src, onload) {
+  function addScript(src) {
     const script = document.createElement('script');
     script.src = trusted('createScriptURL', src);
-    script.async = true;
-    if (nonce) script.nonce = nonce;
-    if (onload) script.addEventListener('load', safe(onload));
-    document.head.appendChild(script);
+    script.nonce = nonce;
+    document.head.append(script);
     return script;
   }
 
@@ -276,10 +273,7 @@
 
   /** A fresh clock for a new pageview. */
   function resetEngagement() {
-    const at = now();
-    pageStart = at;
-    clockAt = at;
-    lastInputAt = at;
+    pageStart = clockAt = lastInputAt = now();
     live = !document.hidden && document.hasFocus();
     engagedMs = 0;
     activity = 0;
@@ -298,8 +292,7 @@
     if (engagedMs < MIN_ENGAGEMENT_MS && depth <= sentScroll) return;
     send('engagement', {engaged_ms: Math.round(engagedMs), scroll: depth, activity: activity});
     sentScroll = depth;
-    engagedMs = 0;
-    activity = 0;
+    engagedMs = activity = 0;
   }
 
   // ---- pageviews ----
