@@ -437,3 +437,13 @@ def test_only_the_first_1024_characters_of_the_path_are_matched(
     page.goto(pixel_server.origin_page_url(far))
     views = wait_events(page, pixel_server, 2, name="pageview")
     assert sorted(v["ad_id"] for v in views) == ["", "77"]
+
+
+def test_a_trusted_types_list_without_jobpixel_does_not_stop_the_banner(
+    page: Page, pixel_server: LiveServer, third_party: ThirdParty, headers: dict[str, dict[str, str]]
+) -> None:
+    """A page that lists its own policies but does not require Trusted Types: plain strings go on."""
+    policy = own_favicon(site_csp(pixel_server, "test")) + "; trusted-types its-own"
+    headers["career_strict.html"] = {"Content-Security-Policy": policy}
+    page.goto(pixel_server.origin_page_url("jobb/4711/career_strict.html"))
+    assert_banner_styled_and_fixed(page)

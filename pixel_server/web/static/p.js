@@ -141,22 +141,29 @@
   const uuid = () => (crypto.randomUUID ? crypto.randomUUID() : '10000000-1000-4000-8000-100000000000'
     .replace(/[018]/g, (c) => (c ^ (crypto.getRandomValues(new Uint8Array(1))[0] & (15 >> (c / 4)))).toString(16)));
 
-  /** @type {?Object} our Trusted Types policy, once made */
+  /** @type {?Object|boolean} our Trusted Types policy once made; false: none to be had */
   let policy = null;
 
   /**
-   * `value` as the Trusted Types object a page with `require-trusted-types-for 'script'` wants;
-   * the policy is made on first use where the browser has Trusted Types (a page's `trusted-types`
-   * list must name `jobpixel`). It passes values through (`String`), and is only ever given b.js
-   * on the pixel server, a channel tag URL from the site's config, a gated script the page wrote.
+   * `value` as the Trusted Types object a page with `require-trusted-types-for 'script'` wants.
+   * The policy is made on first use where the browser has Trusted Types; where it has none, or the
+   * page's `trusted-types` list does not name `jobpixel`, plain strings go on. The policy passes
+   * values through (`String`) and is only ever given b.js on the pixel server, a channel tag URL
+   * from the site's config, and a gated script the page itself wrote.
    * @param {string} kind  'createScriptURL' or 'createScript'
    * @param {string} value
    * @return {string|!Object}
    */
   function trusted(kind, value) {
-    if (!window.trustedTypes) return value;
-    policy = policy || window.trustedTypes.createPolicy(POLICY_NAME, {createScriptURL: String, createScript: String});
-    return policy[kind](value);
+    if (policy === null) {
+      policy = false;
+      try {
+        policy = window.trustedTypes.createPolicy(POLICY_NAME, {createScriptURL: String, createScript: String});
+      } catch (e) {
+        // no Trusted Types here, or the page does not allow our policy
+      }
+    }
+    return policy ? policy[kind](value) : value;
   }
 
   /**
