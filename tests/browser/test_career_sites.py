@@ -447,3 +447,26 @@ def test_a_trusted_types_list_without_jobpixel_does_not_stop_the_banner(
     headers["career_strict.html"] = {"Content-Security-Policy": policy}
     page.goto(pixel_server.origin_page_url("jobb/4711/career_strict.html"))
     assert_banner_styled_and_fixed(page)
+
+
+def test_a_pageview_the_browser_did_not_take_is_not_the_pageview_of_later_events(
+    page: Page, pixel_server: LiveServer, third_party: ThirdParty
+) -> None:
+    """sendBeacon refuses and fetch throws for the pageview: later events carry no pageview_id."""
+    page.context.add_cookies(pixel_server.grant())  # type: ignore[arg-type]
+    page.add_init_script(
+        """Object.defineProperty(Navigator.prototype, 'sendBeacon', {configurable: true, value: () => false});
+        const realFetch = window.fetch;
+        window.__refuse = true;
+        window.fetch = function (url, init) {
+          if (window.__refuse && String(url).endsWith('/collect')) throw new TypeError('refused');
+          return realFetch.apply(this, arguments);
+        };"""
+    )
+    page.goto(pixel_server.origin_page_url("jobb/4711/pixel_ad.html"))
+    page.wait_for_function("window.__jpcfg")
+    page.wait_for_timeout(300)
+    page.evaluate("window.__refuse = false; jobpixel('track', 'after_refusal')")
+    (event,) = wait_events(page, pixel_server, 1, name="after_refusal")
+    assert event["pageview_id"] is None
+    assert pixel_server.events(name="pageview") == []

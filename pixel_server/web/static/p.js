@@ -201,12 +201,16 @@
   /**
    * Hand a body to the browser: sendBeacon, else fetch keepalive (sendBeacon missing, or refusing:
    * quota, size, privacy settings).
-   * @return {boolean} whether the browser took it (a fetch throwing here, e.g. no fetch, is a no)
+   * @return {boolean} whether the browser took it
    */
   function deliver(body) {
     if (navigator.sendBeacon && navigator.sendBeacon(collectUrl, body)) return true;
-    fetch(collectUrl, {method: 'POST', body, keepalive: true, credentials: 'omit'}).catch(noop);
-    return true;
+    try {
+      fetch(collectUrl, {method: 'POST', body, keepalive: true, credentials: 'omit'}).catch(noop);
+      return true;
+    } catch (e) {
+      return false; // no fetch either, or it refused at once
+    }
   }
 
   /**
