@@ -47,6 +47,7 @@ log = logging.getLogger("jobpixel.forwarding")
 CONSUMER = "outbox"  # the journal consumer name
 AGE_MARGIN_S = 600.0  # an event is too old this long before the channel's limit: it must arrive in time
 IDLE_S = 1.0
+ADS_CACHE_MAX = 100_000
 # (site, ad id) -> the ad's job metadata ({title, category, location, employer}); the reports branch keeps
 # one row per ad (0003 `ads`): an in-memory lookup over it, never a query per event on the loop.
 AdLookup = Callable[[str, str], Mapping[str, Any]]
@@ -79,6 +80,7 @@ class Outbox:
         self.rng = rng if rng is not None else random.Random()
         self.store = OutboxStore(directory or settings.data_dir / "outbox", fsync=fsync)
         self.ads = ads
+        self._ads: dict[tuple[str, str], dict[str, str]] = {}
         self.options = Options(self.fwd.debug, self.fwd.meta_api_version, self.fwd.linkedin_version)
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -137,7 +139,10 @@ class Outbox:
         queued = 0
         for segment in self.cursor.pending():
             tables, _torn = await asyncio.to_thread(segment.read)
-            deliveries, finals = self._plan(_rows(tables.get("events", b"")))
+            rows = _rows(tables.get("events", b""))
+            self._learn_ads(_rows(tables.get("ads", b"")))
+            await self._fetch_ads(rows)
+            deliveries, finals = self._plan(rows)
             new = await asyncio.to_thread(self.store.enqueue, deliveries)
             for d in new:
                 self.metrics.count(self.metrics.queued, d.channel)
@@ -160,12 +165,11 @@ class Outbox:
             # Only under a marketing grant we can trace: no consent id, no forwarding.
             if not (event.marketing and event.consent_id and event.choice_id and event.event_id):
                 continue
-            if not event.job and event.ad_id and self.ads is not None:
+            if not event.job and event.ad_id:
                 # apply events carry no job metadata: the ad's, as the pageviews described it
-                job = self.ads(event.site, event.ad_id)
-                event = replace(
-                    event, job={k: v for k, v in job.items() if k in JOB_KEYS and isinstance(v, str)}
-                )
+                job = self._ads.get((event.site, event.ad_id))
+                if job:
+                    event = replace(event, job=job)
             for name, target in self.fwd.targets.get(event.site, {}).items():
                 channel = registry.load(name)
                 if not channel.server_side or event.name not in channel.events:
@@ -177,6 +181,38 @@ class Outbox:
                 except Unmappable as exc:
                     finals.append((d, "failed_final", str(exc)))
         return out, finals
+
+    def _learn_ads(self, rows: Iterable[Mapping[str, Any]]) -> None:
+        """The ``ads`` sightings journaled with the events (put_ad): the newest metadata per ad."""
+        for row in rows:
+            latest = row.get("latest")
+            site, ad = row.get("site_id"), row.get("ad_id")
+            if isinstance(latest, Mapping) and isinstance(site, str) and isinstance(ad, str) and ad:
+                job = _job(latest)
+                if job:
+                    if len(self._ads) >= ADS_CACHE_MAX:
+                        self._ads.clear()
+                    self._ads[(site, ad)] = job
+
+    async def _fetch_ads(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Ads not seen in the journal since start: asked of :attr:`ads` (the store) off the loop."""
+        if self.ads is None:
+            return
+        missing = {
+            (row["site_id"], row["ad_id"])
+            for row in rows
+            if row.get("marketing") in (1, True)
+            and not row.get("job")
+            and isinstance(row.get("site_id"), str)
+            and isinstance(row.get("ad_id"), str)
+            and row["ad_id"]
+            and (row["site_id"], row["ad_id"]) not in self._ads
+        }
+        lookup = self.ads
+        for key in missing:
+            job = _job(await asyncio.to_thread(lookup, *key))
+            if job:
+                self._ads[key] = job
 
     # -- 2. outbox → channels ------------------------------------------------------------------------
     async def deliver_due(self) -> int:
@@ -190,12 +226,15 @@ class Outbox:
                 finals.append((d, "failed_final", "channel no longer configured for this site (secret_env)"))
                 continue
             channel = registry.load(d.channel)
-            if self._revoked(d.event):
+            judgeable = self._judgeable(d.event)
+            if judgeable and self._revoked(d.event):
                 finals.append((d, "withdrawn", "consent withdrawn before delivery"))
             elif now - d.event.ts > channel.max_age_s - AGE_MARGIN_S:
                 finals.append(
                     (d, "too_old", f"older than {channel.name}'s limit of {channel.max_age_s:.0f} s")
                 )
+            elif not judgeable:
+                continue  # the consent log is not loaded yet (store away at start): wait, never guess
             else:
                 ready.append(d)
         await self._finish(finals)
@@ -209,6 +248,12 @@ class Outbox:
             batches += [(name, site, ds[i : i + limit]) for i in range(0, len(ds), limit)]
         await asyncio.gather(*(self._send(name, site, batch) for name, site, batch in batches))
         return len(batches)
+
+    def _judgeable(self, event: Event) -> bool:
+        can_judge = getattr(self.revocations, "can_judge", None)
+        if can_judge is None:
+            return True
+        return bool(can_judge(GrantRef(event.consent_id, event.choice_id, event.site, event.grant_issued_at)))
 
     def _revoked(self, event: Event) -> bool:
         grant = GrantRef(event.consent_id, event.choice_id, event.site, event.grant_issued_at)
@@ -325,6 +370,10 @@ def _rows(data: bytes) -> list[dict[str, Any]]:
         if isinstance(row, dict):
             out.append(row)
     return out
+
+
+def _job(meta: Mapping[str, Any]) -> dict[str, str]:
+    return {k: v for k in JOB_KEYS if isinstance(v := meta.get(k), str) and v}
 
 
 def _per_event(outcome: Outcome, n: int) -> Sequence[str | None]:
