@@ -47,6 +47,7 @@ log = logging.getLogger("jobpixel.forwarding")
 CONSUMER = "outbox"  # the journal consumer name
 AGE_MARGIN_S = 600.0  # an event is too old this long before the channel's limit: it must arrive in time
 IDLE_S = 1.0
+PASS_S = 2.0  # a pass sends at most about this many seconds' worth of a channel's rate limit
 ADS_CACHE_MAX = 100_000
 # (site, ad id) -> the ad's job metadata ({title, category, location, employer}); the reports branch keeps
 # one row per ad (0003 `ads`): an in-memory lookup over it, never a query per event on the loop.
@@ -83,6 +84,8 @@ class Outbox:
         self._ads: dict[tuple[str, str], dict[str, str]] = {}
         self.options = Options(self.fwd.debug, self.fwd.meta_api_version, self.fwd.linkedin_version)
         self._wake = asyncio.Event()
+        self._finishing: list[tuple[list[tuple[Delivery, dict[str, Any]]], float, asyncio.Future[None]]] = []
+        self._finisher: asyncio.Task[None] | None = None
         self._task: asyncio.Task[None] | None = None
         self._opened = False
 
@@ -138,9 +141,8 @@ class Outbox:
     async def pump(self) -> int:
         queued = 0
         for segment in self.cursor.pending():
-            tables, _torn = await asyncio.to_thread(segment.read)
-            rows = _rows(tables.get("events", b""))
-            self._learn_ads(_rows(tables.get("ads", b"")))
+            rows, ads = await asyncio.to_thread(_read, segment)
+            self._learn_ads(ads)
             await self._fetch_ads(rows)
             deliveries, finals = self._plan(rows)
             new = await asyncio.to_thread(self.store.enqueue, deliveries)
@@ -208,10 +210,16 @@ class Outbox:
             and row["ad_id"]
             and (row["site_id"], row["ad_id"]) not in self._ads
         }
+        if not missing:
+            return
         lookup = self.ads
-        for key in missing:
-            job = _job(await asyncio.to_thread(lookup, *key))
-            if job:
+        many = getattr(lookup, "many", None)  # one query for all (StoreAds), else one call per ad
+        if many is not None:
+            found: Mapping[tuple[str, str], Mapping[str, Any]] = await asyncio.to_thread(many, missing)
+        else:
+            found = {key: await asyncio.to_thread(lookup, *key) for key in missing}
+        for key, meta in found.items():
+            if job := _job(meta):
                 self._ads[key] = job
 
     # -- 2. outbox → channels ------------------------------------------------------------------------
@@ -242,12 +250,23 @@ class Outbox:
         for d in sorted(ready, key=lambda d: d.event.ts):
             channel = registry.load(d.channel)
             groups.setdefault((d.channel, d.event.site, channel.batch_key(d.event)), []).append(d)
-        batches = []
+        batches: list[tuple[str, str, list[Delivery]]] = []
+        per_channel: dict[str, int] = {}
         for (name, site, _), ds in groups.items():
             limit = registry.load(name).batch_limit
-            batches += [(name, site, ds[i : i + limit]) for i in range(0, len(ds), limit)]
+            for i in range(0, len(ds), limit):
+                # a pass waits for its slowest channel: bounded, so the journal is read again soon;
+                # what is left stays due and goes in the next pass
+                if per_channel.get(name, 0) >= self._pass_batches(name):
+                    break
+                per_channel[name] = per_channel.get(name, 0) + 1
+                batches.append((name, site, ds[i : i + limit]))
         await asyncio.gather(*(self._send(name, site, batch) for name, site, batch in batches))
         return len(batches)
+
+    def _pass_batches(self, channel: str) -> int:
+        limits = self.fwd.limits_for(channel)
+        return max(limits.concurrency, int(limits.rate_per_s * PASS_S))
 
     def _judgeable(self, event: Event) -> bool:
         can_judge = getattr(self.revocations, "can_judge", None)
@@ -301,13 +320,40 @@ class Outbox:
             return
         now = self.clock()
         rows = [(d, self._row(d, status, message, now)) for d, status, message in finals]
-        await asyncio.to_thread(self.store.finish, rows, now)
+        await self._finish_durably(rows, now)
         for d, status, _ in finals:
             if status == "sent":
                 self.metrics.count(self.metrics.sent, d.channel)
                 self.metrics.latency.labels(d.channel).observe(max(0.0, now - d.event.ts))
             else:
                 self.metrics.drop(d.channel, status)
+
+    async def _finish_durably(self, rows: list[tuple[Delivery, dict[str, Any]]], now: float) -> None:
+        """Group commit: the batches of a pass that end at about the same time share one fsync of the
+        outbox file (as the journal's requests do); each waits until its own records are durable."""
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._finishing.append((rows, now, fut))
+        if self._finisher is None or self._finisher.done():
+            self._finisher = asyncio.create_task(self._finish_groups())
+        await fut
+
+    async def _finish_groups(self) -> None:
+        while self._finishing:
+            await asyncio.sleep(0)  # let the batches answered in this loop iteration join the group
+            group, self._finishing = self._finishing, []
+            rows = [r for g in group for r in g[0]]
+            try:
+                await asyncio.to_thread(self.store.finish, rows, max(g[1] for g in group))
+            except BaseException as exc:
+                for *_, f in group:
+                    if not f.done():
+                        f.set_exception(exc)
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
+                continue
+            for *_, f in group:
+                if not f.done():
+                    f.set_result(None)
 
     def _row(self, d: Delivery, status: Status, message: str, now: float) -> dict[str, Any]:
         e = d.event
@@ -360,9 +406,22 @@ class Outbox:
         self.metrics.oldest.set(st["oldest_age_s"] or 0)
 
 
-def _rows(data: bytes) -> list[dict[str, Any]]:
+def _read(segment: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """A segment's marketing ``events`` rows and its ``ads`` rows (off the loop)."""
+    tables, _torn = segment.read()
+    return _rows(tables.get("events", b""), marketing_only=True), _rows(tables.get("ads", b""))
+
+
+# put_rows writes the flag as `"marketing":1` (orjson, no spaces); a quote inside a JSON string is escaped,
+# so a line without these bytes is not a marketing row and is never parsed (most rows are not).
+_MARKETING = (b'"marketing":1', b'"marketing":true')
+
+
+def _rows(data: bytes, marketing_only: bool = False) -> list[dict[str, Any]]:
     out = []
     for line in data.splitlines():
+        if marketing_only and _MARKETING[0] not in line and _MARKETING[1] not in line:
+            continue
         try:
             row = orjson.loads(line)
         except orjson.JSONDecodeError:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from pixel_server.core.settings import Settings
@@ -29,9 +29,10 @@ SELECT site_id, ad_id, tupleElement(max(latest), 'title') AS title,
        tupleElement(max(latest), 'category') AS category,
        tupleElement(max(latest), 'location') AS location,
        tupleElement(max(latest), 'employer') AS employer
-FROM ${db}.ads WHERE site_id = {site:String} AND ad_id = {ad:String}
+FROM ${db}.ads WHERE (site_id, ad_id) IN {keys:Array(Tuple(String, String))}
 GROUP BY site_id, ad_id
 """
+MAX_KEYS = 1000
 
 
 def journal_consumers(settings: Settings, base: tuple[str, ...]) -> tuple[str, ...]:
@@ -50,25 +51,39 @@ class StoreAds:
         self._lock = threading.Lock()
 
     def __call__(self, site: str, ad: str) -> Mapping[str, Any]:
-        key = (site, ad)
+        return self.many([(site, ad)]).get((site, ad), {})
+
+    def many(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], Mapping[str, Any]]:
         now = time.monotonic()
         with self._lock:
-            if now - self._misses.get(key, -self.MISS_S) < self.MISS_S:
-                return {}
+            ask = [k for k in keys if now - self._misses.get(k, -self.MISS_S) >= self.MISS_S][:MAX_KEYS]
         store = self.state.store
-        rows: list[dict[str, Any]] = []
-        if store is not None:
-            try:
-                rows = store.query(ADS_SQL, {"site": site, "ad": ad})
-            except StoreError as exc:
-                log.debug("ads lookup failed: %s", exc)
-        if not rows:
-            with self._lock:
-                if len(self._misses) > 10_000:
-                    self._misses.clear()
-                self._misses[key] = now
+        if not ask or store is None:
             return {}
-        return rows[0]
+        try:
+            rows = store.query(ADS_SQL, {"keys": _tuples(ask)})
+        except StoreError as exc:
+            log.debug("ads lookup failed: %s", exc)
+            return {}
+        found: dict[tuple[str, str], Mapping[str, Any]] = {
+            (str(r["site_id"]), str(r["ad_id"])): r for r in rows
+        }
+        with self._lock:
+            if len(self._misses) > 10_000:
+                self._misses.clear()
+            for k in ask:
+                if k not in found:
+                    self._misses[k] = now
+        return found
+
+
+def _tuples(keys: Iterable[tuple[str, str]]) -> str:
+    """An Array(Tuple(String, String)) query parameter in ClickHouse's text form, quotes escaped."""
+
+    def q(v: str) -> str:
+        return "'" + v.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+    return "[" + ",".join(f"({q(s)},{q(a)})" for s, a in keys) + "]"
 
 
 class Forwarder:
