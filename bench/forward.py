@@ -10,7 +10,7 @@
    apply_click, 10 % apply_complete, each visitor with its channel ids), sealed; then the outbox
    (the real one, fsync on, channel limits opened to 16 in flight and 10,000/s) runs its passes until
    every delivery is final and logged. Deliveries/s = deliveries made final ÷ wall time. The channels
-   are a counting HTTP server in a child process (so its work is not counted here); every request is answered 200.
+   are a counting HTTP server in a child process (its work is not counted here), answering 200.
 2. **Ingest, forwarding off vs on**: ``bench/collect.py``'s method (the real server started with
    ``python -m pixel_server serve``, the same 20,000 User-Agents and 5,000 bodies, wrk with
    ``collect.lua``), with about 30 % of the visitor tokens granting marketing and every event carrying
