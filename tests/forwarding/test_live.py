@@ -413,3 +413,51 @@ def test_readyz_and_metrics_show_the_outbox(
 def server_metric(server: ForwardingServer, name: str, **labels: str) -> float:
     value = server.state.metrics.registry.get_sample_value(name, labels)
     return float(value) if value is not None else 0.0
+
+
+def journal_row(server: ForwardingServer, event_id: str) -> dict[str, Any]:
+    for path in sorted((server.data_dir / "journal").glob("*.events.jsonl")):
+        for line in path.read_bytes().splitlines():
+            if event_id.encode() in line:
+                row: dict[str, Any] = json.loads(line)
+                return row
+    raise AssertionError(f"{event_id} not in the journal")
+
+
+def test_channel_ids_and_user_agent_reach_the_journal_only_under_marketing(server: ForwardingServer) -> None:
+    marketing = collect(server, server.consent("shop", statistics=True, marketing=True))
+    stats_only = collect(server, server.consent("shop", statistics=True, marketing=False), marketing=True)
+    row = journal_row(server, marketing)  # the open segment: not sealed until the next flush
+    assert row["channel_ids"] == CHANNEL_IDS and row["user_agent"] == DESKTOP_UA
+    row = journal_row(server, stats_only)
+    assert "channel_ids" not in row and "user_agent" not in row and row["marketing"] == 0
+    # never columns of `events`: ClickHouse skips them, the event is stored
+    assert server.events(event_id=marketing) and "channel_ids" not in server.events(event_id=marketing)[0]
+
+
+@pytest.mark.parametrize(
+    ("channel_ids", "field"),
+    [
+        ("fb.1.2", "channel_ids"),
+        ({"fbp": 7}, "channel_ids.fbp"),
+        ({"scid": "x" * 201}, "channel_ids.scid"),
+    ],
+)
+def test_bad_channel_ids_are_a_400_naming_the_field(
+    server: ForwardingServer, channel_ids: Any, field: str
+) -> None:
+    grant = server.consent("shop", statistics=True, marketing=True)
+    doc = {
+        "site": "shop",
+        "name": "pageview",
+        "url": server.partner.origin + "/jobb/4711",
+        "event_id": str(uuid.uuid4()),
+        "token": grant["token"],
+        "channel_ids": channel_ids,
+    }
+    r = httpx.post(
+        server.url + "/collect",
+        content=json.dumps(doc),
+        headers={"Content-Type": "text/plain", "Origin": server.partner.origin, "User-Agent": DESKTOP_UA},
+    )
+    assert r.status_code == 400 and r.json()["field"] == field
