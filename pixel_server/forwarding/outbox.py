@@ -106,6 +106,12 @@ class Outbox:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        if self._finisher is not None:  # channels' answers already in: make them durable first
+            with contextlib.suppress(Exception):
+                await self._finisher
+        if self._opened:
+            with contextlib.suppress(Exception):  # what is not logged now is logged at the next start
+                await self.flush_log()
         await self.sender.aclose()
         self.store.close()
 
