@@ -158,7 +158,7 @@ class Outbox:
             if finals:
                 new_keys = {d.key for d in new}
                 await self._finish([(d, st, msg) for d, st, msg in finals if d.key in new_keys])
-            self.cursor.commit(segment)
+            await asyncio.to_thread(self.cursor.commit, segment)  # fsyncs: off the loop
         return queued
 
     def _plan(

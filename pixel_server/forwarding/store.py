@@ -28,7 +28,7 @@ import os
 import threading
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -243,8 +243,16 @@ class OutboxStore:
         self._fh = self.path.open("ab")
 
 
+_EVENT_FIELDS = tuple(Event.__dataclass_fields__)
+
+
 def _event_json(event: Event) -> dict[str, Any]:
-    return {k: (dict(v) if isinstance(v, Mapping) else v) for k, v in asdict(event).items()}
+    # not dataclasses.asdict: it deep-copies every field, a cost paid per delivery on the hot path
+    out = {}
+    for k in _EVENT_FIELDS:
+        v = getattr(event, k)
+        out[k] = dict(v) if isinstance(v, Mapping) else v
+    return out
 
 
 def _apply(s: _State, rec: Mapping[str, Any]) -> None:
