@@ -330,7 +330,7 @@ def ingest_runs(args: argparse.Namespace, tmp: Path, url: str) -> dict[str, Any]
             command = " ".join(cmd).replace(str(tmp), "$TMP")
             before = counted(url)
             run = collect.run_wrk(cmd, s, args.duration, len(load.uas))
-            ready = httpx.get(s.url + "/readyz", trust_env=False).json()
+            ready = httpx.get(s.url + "/readyz", headers=collect.OPS, trust_env=False).json()
             after = counted(url)
             s.stop()
             out = {

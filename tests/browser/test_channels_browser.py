@@ -31,7 +31,7 @@ TAG_HOSTS = {  # pixel_server.core.channels: the five channels' script hosts
 }
 CLICKS = "?fbclid=IwAR-browser&li_fat_id=li-browser-1&ScCid=sc-browser-1"
 AD = "jobb/4711/banner_shop.html" + CLICKS
-THANKS = "jobb/4711/takk/banner_shop.html" + CLICKS  # thanks_pattern "/takk": the pixel sends apply_complete
+THANKS = "takk/banner_shop.html" + CLICKS  # thanks_pattern "/takk*": the pixel sends apply_complete
 LAYER2 = "dialog.jpb-2"
 
 

@@ -24,14 +24,13 @@ from pixel_server.core.settings import Settings
 from pixel_server.forwarding.outbox import Outbox
 from tests.harness import (
     DESKTOP_UA,
-    HASH_KEY,
-    SIGNING_KEY,
     LiveServer,
     PartnerSite,
     RecordingServer,
     config_dict,
     run_async,
 )
+from tests.harness import SECRETS as SERVER_SECRETS
 
 SECRETS = {
     "GA4_API_SECRET": "ga4-secret-abc",
@@ -69,7 +68,7 @@ def forwarding_config(
 
 
 def forwarding_settings(data_dir: Path, endpoint: str | None, **kw: Any) -> Settings:
-    env = {settings_mod.SIGNING_KEYS_ENV: SIGNING_KEY, settings_mod.HASH_KEY_ENV: HASH_KEY, **SECRETS}
+    env = {**SERVER_SECRETS, **SECRETS}
     return settings_mod.from_mapping(forwarding_config(data_dir, endpoint, **kw), env, data_dir)
 
 
@@ -238,5 +237,4 @@ class ForwardingServer(LiveServer):
         cfg["forwarding"]["endpoints"] = {name: rec.url for name, rec in self.recorders.items()}
         cfg["storage"]["flush_interval_ms"] = 60_000
         cfg["journal"] = {"segment_seconds": 3600}
-        env = {settings_mod.SIGNING_KEYS_ENV: SIGNING_KEY, settings_mod.HASH_KEY_ENV: HASH_KEY, **SECRETS}
-        return settings_mod.from_mapping(cfg, env, self.data_dir)
+        return settings_mod.from_mapping(cfg, {**SERVER_SECRETS, **SECRETS}, self.data_dir)

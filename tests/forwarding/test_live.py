@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from tests.forwarding.support import LINKEDIN_RULE, SECRETS, ForwardingServer, event_row
-from tests.harness import DESKTOP_UA, TEST_CHANNELS, PartnerSite, Recorded, RecordingServer
+from tests.harness import DESKTOP_UA, OPS, TEST_CHANNELS, PartnerSite, Recorded, RecordingServer
 
 CHANNELS = ("ga4", "meta", "linkedin", "snapchat")
 CHANNEL_IDS = {
@@ -392,10 +392,10 @@ def test_readyz_and_metrics_show_the_outbox(
     grant = server.consent("shop", statistics=True, marketing=True)
     event_id = collect(server, grant)
     wait_for(server, lambda: len(carrying(snap, "snapchat", event_id)) >= 2)
-    ready = httpx.get(server.url + "/readyz").json()
+    ready = httpx.get(server.url + "/readyz", headers=OPS).json()
     assert ready["outbox"]["depth"] >= 1
     assert ready["outbox"]["oldest_age_s"] > 0
-    text = httpx.get(server.url + "/metrics").text
+    text = httpx.get(server.url + "/metrics", headers=OPS).text
     for series in (
         'jobpixel_forward_queued_total{channel="snapchat"}',
         'jobpixel_forward_sent_total{channel="meta"}',
@@ -407,7 +407,11 @@ def test_readyz_and_metrics_show_the_outbox(
         assert series in text, series
     snap.recover()
     wait_logged(server, len(CHANNELS), event_id)
-    wait_for(server, lambda: httpx.get(server.url + "/readyz").json()["outbox"]["depth"] == 0, flush=False)
+    wait_for(
+        server,
+        lambda: httpx.get(server.url + "/readyz", headers=OPS).json()["outbox"]["depth"] == 0,
+        flush=False,
+    )
 
 
 def server_metric(server: ForwardingServer, name: str, **labels: str) -> float:

@@ -21,7 +21,7 @@ import orjson
 import pytest
 
 from tests.forwarding.support import SECRETS
-from tests.harness import DESKTOP_UA, TEST_CHANNELS, RecordingServer, free_port
+from tests.harness import DESKTOP_UA, OPS, TEST_CHANNELS, RecordingServer, free_port
 from tests.harness import SECRETS as SERVER_SECRETS
 
 ORIGIN = "https://jobs.example.test"
@@ -170,7 +170,8 @@ class Proc:
 
 
 def depth(proc: Proc) -> int:
-    return int(proc.wait_ready()["outbox"]["depth"])
+    proc.wait_ready()
+    return int(httpx.get(proc.url + "/readyz", headers=OPS, timeout=5).json()["outbox"]["depth"])
 
 
 def start(cfg: Path, port: int, procs: list[Proc]) -> Proc:
