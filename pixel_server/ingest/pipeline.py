@@ -199,6 +199,11 @@ def put_rows(state: State, batch: Batch) -> None:
                 "retention_days": batch.sites[hit.site].retention_days,
             }
         )
+        if marketing:  # forwarding (issue #8): for the outbox only; not columns of `events` (skipped)
+            row = batch.rows[-1]
+            row["user_agent"] = batch.headers.get("user-agent", "")
+            if hit.channel_ids:
+                row["channel_ids"] = hit.channel_ids
 
 
 def put_ad(state: State, batch: Batch) -> None:

@@ -28,6 +28,7 @@ from pixel_server.core.ratelimit import Buckets
 from pixel_server.core.settings import Settings
 from pixel_server.core.state import State
 from pixel_server.core.store import RowsRefused, StoreLockedError, StoreUnavailable
+from pixel_server.forwarding import wiring as forwarding
 from pixel_server.ingest.pipeline import collect
 from pixel_server.storage import Store, StoreError, open_store
 from pixel_server.storage.loader import CONSUMER, Loader, quarantine_stats
@@ -47,7 +48,7 @@ def create_app(settings: Settings, *, demo: bool = False) -> JobpixelApp:
     metrics = Metrics()
     journal = Journal(
         settings.journal_dir,
-        CONSUMERS,
+        forwarding.journal_consumers(settings, CONSUMERS),  # forwarding: + "outbox" when on
         on_commit=metrics.observe_commit,
         segment_bytes=settings.journal_segment_bytes,
         segment_seconds=settings.journal_segment_seconds,
@@ -74,6 +75,7 @@ def create_app(settings: Settings, *, demo: bool = False) -> JobpixelApp:
         on_connect=lambda store: setattr(state, "store", store),
     )
     state.loader = loader
+    forwarder = forwarding.forwarder(state)  # forwarding (issue #8): None unless a site forwards
     # grant: choices and revocations acknowledged but not yet in ClickHouse (e.g. just before a crash)
     leftovers = journal_rows(journal, CONSUMER)
     state.revocations.load_rows(leftovers)
@@ -90,10 +92,14 @@ def create_app(settings: Settings, *, demo: bool = False) -> JobpixelApp:
             raise
         await _load_revocations(state)  # grant: before the first request, when the store answers
         keeper = asyncio.create_task(_keep_revocations(state))
+        if forwarder is not None:
+            await forwarder.start()
         try:
             yield
         finally:
             keeper.cancel()
+            if forwarder is not None:  # before the loader's last drain, which takes its delivery-log rows
+                await forwarder.stop()
             try:
                 await loader.stop()  # a last drain; what fails stays journaled for the next start
             except Exception as exc:
@@ -135,6 +141,7 @@ def create_app(settings: Settings, *, demo: bool = False) -> JobpixelApp:
             "journal_max_bytes": journal.max_bytes,
             "journal_full": journal.full,
             "quarantine_files": quarantine_stats(loader.quarantine_dir)[0],
+            "outbox": forwarder.status() if forwarder is not None else None,  # forwarding
         }
         return json_response(body, status[1], {"Cache-Control": "no-store"})
 
