@@ -83,11 +83,24 @@
   /** Store the consent cookie until c.exp. */
   const writeConsent = (c) => writeCookie(CONSENT, encodeURIComponent(JSON.stringify(c)), (c.exp - Date.now()) / 1e3);
 
-  /** The pixel's helpers (p.js, window.__jpkit): uuid, the page's nonce, addScript, Trusted Types. */
+  /**
+   * What the pixel shares (p.js, window.__jpkit): uuid(), the page's nonce, and the `jobpixel`
+   * Trusted Types policy it loaded b.js with (where the browser has none, or the page allows none,
+   * a pass-through object with the same two methods).
+   */
   const K = W.__jpkit;
 
   /** @return {string} a v4 UUID (the pixel's helper) */
   const uuid = () => K.uuid();
+
+  /** @return {!HTMLScriptElement} a <script src> (async, as every script added by script is) with the page's nonce */
+  const addScript = (src) => {
+    const s = D.createElement('script');
+    s.src = K.policy.createScriptURL(src);
+    s.nonce = K.nonce;
+    D.head.append(s);
+    return s;
+  };
 
   /** @return {string} the text `key` in the visitor's language */
   const text = (key) => S.t[key] || key;
@@ -142,7 +155,7 @@
     } else if (k != 'bidtheatre') {
       return;
     }
-    K.addScript(tag.src).addEventListener('load', safe(() => {
+    addScript(tag.src).addEventListener('load', safe(() => {
       const p = S.cfg.thanks_pattern;
       if (k == 'bidtheatre' && tag.conversion && p && W.asxtrack && new RegExp(p).test(location.pathname + location.search)) {
         W.asxtrack.config = {conversionId: +tag.conversion, advertiserId: +id};
@@ -179,8 +192,8 @@
     for (const a of old.attributes) if (!['type', 'data-src', 'nonce'].includes(a.name)) s.setAttribute(a.name, a.value);
     // the IDL nonce survives nonce hiding (the attribute reads ''); else the pixel tag's
     s.nonce = old.nonce || K.nonce;
-    if (old.dataset.src) s.src = K.trusted('createScriptURL', old.dataset.src);
-    else s.text = K.trusted('createScript', old.text);
+    if (old.dataset.src) s.src = K.policy.createScriptURL(old.dataset.src);
+    else s.text = K.policy.createScript(old.text);
     old.replaceWith(s);
   });
 
