@@ -84,11 +84,15 @@
   const writeConsent = (c) => writeCookie(CONSENT, encodeURIComponent(JSON.stringify(c)), (c.exp - Date.now()) / 1e3);
 
   /**
-   * What the pixel shares (p.js, window.__jpkit): uuid(), the page's nonce, and the `jobpixel`
-   * Trusted Types policy it loaded b.js with (where the browser has none, or the page allows none,
-   * a pass-through object with the same two methods).
+   * What the pixel shares (p.js, window.__jpkit): uuid() and the `jobpixel` Trusted Types policy
+   * it loaded b.js with (where the browser has none, or the page allows none, a pass-through object
+   * with the same two methods).
    */
   const K = W.__jpkit;
+
+  /** The <script> the pixel added for b.js: on the pixel server's origin, with the page's nonce. */
+  const ME = D.currentScript;
+  const NONCE = ME ? ME.nonce : '';
 
   /** @return {string} a v4 UUID (the pixel's helper) */
   const uuid = () => K.uuid();
@@ -97,7 +101,7 @@
   const addScript = (src) => {
     const s = D.createElement('script');
     s.src = K.policy.createScriptURL(src);
-    s.nonce = K.nonce;
+    s.nonce = NONCE;
     D.head.append(s);
     return s;
   };
@@ -190,8 +194,8 @@
     if (!(cat == 'statistics' ? stat : cat == 'marketing' && mkt)) return;
     const s = D.createElement('script');
     for (const a of old.attributes) if (!['type', 'data-src', 'nonce'].includes(a.name)) s.setAttribute(a.name, a.value);
-    // the IDL nonce survives nonce hiding (the attribute reads ''); else the pixel tag's
-    s.nonce = old.nonce || K.nonce;
+    // the IDL nonce survives nonce hiding (the attribute reads ''); else the page's, as b.js got it
+    s.nonce = old.nonce || NONCE;
     if (old.dataset.src) s.src = K.policy.createScriptURL(old.dataset.src);
     else s.text = K.policy.createScript(old.text);
     old.replaceWith(s);
@@ -419,7 +423,7 @@
       D.adoptedStyleSheets = [...D.adoptedStyleSheets, sheet];
     } catch (e) {
       const style = el('style', null, css);
-      style.nonce = K.nonce;
+      style.nonce = NONCE;
       D.head.append(style);
     }
   };
@@ -459,7 +463,7 @@
     const T = B.texts || {};
     const tag = D.querySelector('script[data-site]');
     S.ch = cfg.channels || [];
-    S.src = W.__jpsrc || '';
+    S.src = ME ? new URL(ME.src).origin : '';
     S.lang = [tag && tag.dataset.lang, D.documentElement.lang, cfg.lang, 'nb']
       .map((l) => String(l || '').toLowerCase().slice(0, 2).replace('no', 'nb')).find((l) => LANGS.includes(l));
     S.t = {...T.nb, ...T[S.lang], ...(cfg.texts || {})[S.lang]};

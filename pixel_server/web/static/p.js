@@ -101,8 +101,9 @@
   const site = me.dataset.site;
   const origin = new URL(me.src).origin;
   const collectUrl = origin + '/collect';
-  // The IDL property: it keeps the nonce after the browser hid the attribute ("nonce hiding").
-  const nonce = me.nonce || me.getAttribute('nonce') || '';
+  // The IDL property: it keeps the nonce after the browser hid the attribute ("nonce hiding");
+  // every browser that hides nonces has it.
+  const nonce = me.nonce;
 
   window.dataLayer = window.dataLayer || [];
   gtag('consent', 'default', {ad_storage: DENIED, ad_user_data: DENIED, ad_personalization: DENIED,
@@ -176,13 +177,14 @@
 
   /**
    * Send an event if the visitor allowed statistics for this revision and holds a visitor grant;
-   * marketing only with their marketing consent and no Global Privacy Control.
+   * marketing only with their marketing consent and no Global Privacy Control. Called only once
+   * the page is shown (so the config is in).
    * @return {?string} the event id, if the browser took the event
    */
   function send(name, extra) {
     const consent = readConsent() || {};
     const token = readCookie(VISITOR_COOKIE);
-    if (!config || !consent.s || consent.rev != config.revision || !token) return null;
+    if (!consent.s || consent.rev != config.revision || !token) return null;
     const id = uuid();
     const body = JSON.stringify({site, ad: adId, name, url: url, referrer: referrer, event_id: id,
       pageview_id: pageviewId, client_ts: Date.now(), token,
@@ -293,31 +295,32 @@
     startPageview();
   }
 
-  /** Back/forward cache restore: the visitor arrived again, a new pageview with a fresh clock. */
+  /** Back/forward cache restore: the visitor arrived again, a new pageview with a fresh clock (once shown). */
   function onPageShow(event) {
-    if (!event.persisted || !shown) return;
+    if (!event.persisted) return;
     pageviewId = null;
     startPageview();
   }
 
   // ---- the banner and the public API ----
 
-  /** Load the banner once; `openSettings`: open its settings layer (now, or once it loaded). */
-  function showBanner(openSettings) {
-    if (openSettings && window.__jpbanner) window.__jpbanner.open();
-    else if (openSettings) window.__jpopen = 1;
-    if (shown && !banner) loadBanner();
+  /** Open the banner's settings layer: now if it is loaded, else once it is. */
+  function openSettings() {
+    if (window.__jpbanner) window.__jpbanner.open();
+    else window.__jpopen = 1;
+    loadBanner();
   }
 
   /**
    * Add b.js (once): with the page's nonce and, where the page enforces Trusted Types, through the
    * `jobpixel` policy made here. The banner starts the channel tags and gated scripts with the same
-   * nonce and policy (window.__jpkit). The policy passes values through (`String`); it is only ever
+   * nonce (read from its own element) and policy (window.__jpkit). The policy passes values through (`String`); it is only ever
    * given b.js on the pixel server, a channel tag URL from the site's config, and a gated script the
    * page itself wrote. Where the browser has no Trusted Types, or the page's `trusted-types` list
    * does not name `jobpixel`, the same pass-through object stands in for it: plain strings go on.
    */
   function loadBanner() {
+    if (!shown || banner) return; // not before the page is shown and the config in; once
     const passThrough = {createScriptURL: String, createScript: String};
     let policy = passThrough;
     try {
@@ -325,7 +328,7 @@
     } catch (e) {
       // no Trusted Types here, or the page does not allow our policy
     }
-    window.__jpkit = {uuid, nonce, policy};
+    window.__jpkit = {uuid, policy};
     banner = document.createElement('script');
     banner.src = policy.createScriptURL(origin + '/b.js');
     banner.nonce = nonce;
@@ -344,7 +347,7 @@
     const link = target.closest('a');
     if (target.closest(SETTINGS_SELECTOR)) {
       event.preventDefault();
-      showBanner(true);
+      openSettings();
     } else {
       later(() => (target.closest(APPLY_SELECTOR) || (link && config.ats_hosts.includes(link.hostname))) && send('apply_click'));
     }
@@ -360,7 +363,7 @@
       const consent = readConsent();
       return consent ? {statistics: !!consent.s, marketing: !!consent.m} : null;
     }
-    if (command === 'settings') return showBanner(true);
+    if (command === 'settings') openSettings();
     if (command === 'conversion') later(() => send('apply_complete', {props: a}));
     if (command === 'track') later(() => send(a, {props: b}));
   }
@@ -368,7 +371,6 @@
   /** The site config is in. */
   function onConfig(siteConfig) {
     config = window.__jpcfg = siteConfig;
-    window.__jpsrc = origin;
     onShown();
   }
 
@@ -384,7 +386,7 @@
     // visitor id held without statistics. A stored "no to all" of this revision needs nothing.
     const needsBanner = !consent || consent.rev != config.revision || consent.s || consent.m ||
       readCookie(VISITOR_COOKIE) || config.float_button || window.__jpopen;
-    if (needsBanner) showBanner(false);
+    if (needsBanner) loadBanner();
     startPageview();
     pending.splice(0).forEach(safe((run) => run()));
   }
