@@ -142,7 +142,6 @@
   const uuid = () => (crypto.randomUUID ? crypto.randomUUID() : '10000000-1000-4000-8000-100000000000'
     .replace(/[018]/g, (c) => (c ^ (crypto.getRandomValues(new Uint8Array(1))[0] & (15 >> (c / 4)))).toString(16)));
 
-
   // ---- cookies and delivery ----
 
   /** @return {?string} a cookie's decoded value */
@@ -295,7 +294,7 @@
     startPageview();
   }
 
-  /** Back/forward cache restore: the visitor arrived again, a new pageview with a fresh clock (once shown). */
+  /** Back/forward cache restore: the visitor arrived again, a new pageview (once shown) with a fresh clock. */
   function onPageShow(event) {
     if (!event.persisted) return;
     pageviewId = null;
@@ -314,10 +313,11 @@
   /**
    * Add b.js (once): with the page's nonce and, where the page enforces Trusted Types, through the
    * `jobpixel` policy made here. The banner starts the channel tags and gated scripts with the same
-   * nonce (read from its own element) and policy (window.__jpkit). The policy passes values through (`String`); it is only ever
-   * given b.js on the pixel server, a channel tag URL from the site's config, and a gated script the
-   * page itself wrote. Where the browser has no Trusted Types, or the page's `trusted-types` list
-   * does not name `jobpixel`, the same pass-through object stands in for it: plain strings go on.
+   * nonce (read from its own element) and policy (window.__jpkit). The policy passes values
+   * through (`String`); it is only ever given b.js on the pixel server, a channel tag URL from the
+   * site's config, and a gated script the page itself wrote. Where the browser has no Trusted
+   * Types, or the page's `trusted-types` list does not name `jobpixel`, the same pass-through
+   * object stands in for it: plain strings go on.
    */
   function loadBanner() {
     if (!shown || banner) return; // not before the page is shown and the config in; once
@@ -376,7 +376,7 @@
 
   /**
    * Once the config is in and the page is shown to someone (prerendering over, a background tab
-   * made visible): ask, count, replay. Called on each of those events; it acts the first time all hold.
+   * made visible): ask, count, replay. Called on each of those events; acts the first time all hold.
    */
   function onShown() {
     if (shown || !config || document.prerendering || document.hidden) return;
