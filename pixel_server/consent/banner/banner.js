@@ -83,11 +83,28 @@
   /** Store the consent cookie until c.exp. */
   const writeConsent = (c) => writeCookie(CONSENT, encodeURIComponent(JSON.stringify(c)), (c.exp - Date.now()) / 1e3);
 
-  /** The pixel's helpers (p.js, window.__jpkit): uuid, the page's nonce, addScript, Trusted Types. */
+  /**
+   * What the pixel shares (p.js, window.__jpkit): uuid() and the `jobpixel` Trusted Types policy
+   * it loaded b.js with (where the browser has none, or the page allows none, a pass-through object
+   * with the same two methods).
+   */
   const K = W.__jpkit;
+
+  /** The <script> the pixel added for b.js: on the pixel server's origin, with the page's nonce. */
+  const ME = D.currentScript;
+  const NONCE = ME ? ME.nonce : '';
 
   /** @return {string} a v4 UUID (the pixel's helper) */
   const uuid = () => K.uuid();
+
+  /** @return {!HTMLScriptElement} a <script src> (async, as every script added by script is) with the page's nonce */
+  const addScript = (src) => {
+    const s = D.createElement('script');
+    s.src = K.policy.createScriptURL(src);
+    s.nonce = NONCE;
+    D.head.append(s);
+    return s;
+  };
 
   /** @return {string} the text `key` in the visitor's language */
   const text = (key) => S.t[key] || key;
@@ -142,7 +159,7 @@
     } else if (k != 'bidtheatre') {
       return;
     }
-    K.addScript(tag.src).addEventListener('load', safe(() => {
+    addScript(tag.src).addEventListener('load', safe(() => {
       const p = S.cfg.thanks_pattern;
       if (k == 'bidtheatre' && tag.conversion && p && W.asxtrack && new RegExp(p).test(location.pathname + location.search)) {
         W.asxtrack.config = {conversionId: +tag.conversion, advertiserId: +id};
@@ -177,10 +194,10 @@
     if (!(cat == 'statistics' ? stat : cat == 'marketing' && mkt)) return;
     const s = D.createElement('script');
     for (const a of old.attributes) if (!['type', 'data-src', 'nonce'].includes(a.name)) s.setAttribute(a.name, a.value);
-    // the IDL nonce survives nonce hiding (the attribute reads ''); else the pixel tag's
-    s.nonce = old.nonce || K.nonce;
-    if (old.dataset.src) s.src = K.trusted('createScriptURL', old.dataset.src);
-    else s.text = K.trusted('createScript', old.text);
+    // the IDL nonce survives nonce hiding (the attribute reads ''); else the page's, as b.js got it
+    s.nonce = old.nonce || NONCE;
+    if (old.dataset.src) s.src = K.policy.createScriptURL(old.dataset.src);
+    else s.text = K.policy.createScript(old.text);
     old.replaceWith(s);
   });
 
@@ -406,7 +423,7 @@
       D.adoptedStyleSheets = [...D.adoptedStyleSheets, sheet];
     } catch (e) {
       const style = el('style', null, css);
-      style.nonce = K.nonce;
+      style.nonce = NONCE;
       D.head.append(style);
     }
   };
@@ -446,7 +463,7 @@
     const T = B.texts || {};
     const tag = D.querySelector('script[data-site]');
     S.ch = cfg.channels || [];
-    S.src = W.__jpsrc || '';
+    S.src = ME ? new URL(ME.src).origin : '';
     S.lang = [tag && tag.dataset.lang, D.documentElement.lang, cfg.lang, 'nb']
       .map((l) => String(l || '').toLowerCase().slice(0, 2).replace('no', 'nb')).find((l) => LANGS.includes(l));
     S.t = {...T.nb, ...T[S.lang], ...(cfg.texts || {})[S.lang]};

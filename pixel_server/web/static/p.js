@@ -59,7 +59,7 @@
     try {
       return f.apply(this, arguments);
     } catch (e) {
-      return undefined;
+      // swallowed: the page's own scripts run on
     }
   };
 
@@ -101,8 +101,9 @@
   const site = me.dataset.site;
   const origin = new URL(me.src).origin;
   const collectUrl = origin + '/collect';
-  // The IDL property: it keeps the nonce after the browser hid the attribute ("nonce hiding").
-  const nonce = me.nonce || me.getAttribute('nonce') || '';
+  // The IDL property: it keeps the nonce after the browser hid the attribute ("nonce hiding");
+  // every browser that hides nonces has it.
+  const nonce = me.nonce;
 
   window.dataLayer = window.dataLayer || [];
   gtag('consent', 'default', {ad_storage: DENIED, ad_user_data: DENIED, ad_personalization: DENIED,
@@ -132,7 +133,7 @@
   /** @return {number} milliseconds on the page's monotonic clock */
   const now = () => performance.now();
 
-  // ---- helpers shared with the banner (window.__jpkit) ----
+  // ---- helpers ----
 
   /**
    * @return {string} a random v4 UUID: crypto.randomUUID, else (plain-http pages) each hex digit of
@@ -140,46 +141,6 @@
    */
   const uuid = () => (crypto.randomUUID ? crypto.randomUUID() : '10000000-1000-4000-8000-100000000000'
     .replace(/[018]/g, (c) => (c ^ (crypto.getRandomValues(new Uint8Array(1))[0] & (15 >> (c / 4)))).toString(16)));
-
-  /** @type {?Object|boolean} our Trusted Types policy once made; false: none to be had */
-  let policy = null;
-
-  /**
-   * `value` as the Trusted Types object a page with `require-trusted-types-for 'script'` wants.
-   * The policy is made on first use where the browser has Trusted Types; where it has none, or the
-   * page's `trusted-types` list does not name `jobpixel`, plain strings go on. The policy passes
-   * values through (`String`) and is only ever given b.js on the pixel server, a channel tag URL
-   * from the site's config, and a gated script the page itself wrote.
-   * @param {string} kind  'createScriptURL' or 'createScript'
-   * @param {string} value
-   * @return {string|!Object}
-   */
-  function trusted(kind, value) {
-    if (policy === null) {
-      policy = false;
-      try {
-        policy = window.trustedTypes.createPolicy(POLICY_NAME, {createScriptURL: String, createScript: String});
-      } catch (e) {
-        // no Trusted Types here, or the page does not allow our policy
-      }
-    }
-    return policy ? policy[kind](value) : value;
-  }
-
-  /**
-   * Add a <script src> (async, as every script added by script is) carrying the page's nonce.
-   * @param {string} src
-   * @return {!HTMLScriptElement}
-   */
-  function addScript(src) {
-    const script = document.createElement('script');
-    script.src = trusted('createScriptURL', src);
-    script.nonce = nonce;
-    document.head.append(script);
-    return script;
-  }
-
-  window.__jpkit = {uuid, nonce, addScript, trusted};
 
   // ---- cookies and delivery ----
 
@@ -215,13 +176,14 @@
 
   /**
    * Send an event if the visitor allowed statistics for this revision and holds a visitor grant;
-   * marketing only with their marketing consent and no Global Privacy Control.
+   * marketing only with their marketing consent and no Global Privacy Control. Called only once
+   * the page is shown (so the config is in).
    * @return {?string} the event id, if the browser took the event
    */
   function send(name, extra) {
     const consent = readConsent() || {};
     const token = readCookie(VISITOR_COOKIE);
-    if (!config || !consent.s || consent.rev != config.revision || !token) return null;
+    if (!consent.s || consent.rev != config.revision || !token) return null;
     const id = uuid();
     const body = JSON.stringify({site, ad: adId, name, url: url, referrer: referrer, event_id: id,
       pageview_id: pageviewId, client_ts: Date.now(), token,
@@ -332,27 +294,45 @@
     startPageview();
   }
 
-  /** Back/forward cache restore: the visitor arrived again, a new pageview with a fresh clock. */
+  /** Back/forward cache restore: the visitor arrived again, a new pageview (once shown) with a fresh clock. */
   function onPageShow(event) {
-    if (!event.persisted || !shown) return;
+    if (!event.persisted) return;
     pageviewId = null;
     startPageview();
   }
 
-  /** Run `callback` once the page is shown: after prerendering ends, and a background tab's first `visible`. */
-  function whenShown(callback) {
-    const waitFor = document.prerendering ? 'prerenderingchange' : document.hidden ? 'visibilitychange' : '';
-    if (waitFor) document.addEventListener(waitFor, () => whenShown(callback), {once: true});
-    else callback();
-  }
-
   // ---- the banner and the public API ----
 
-  /** Load the banner once; `openSettings`: open its settings layer (now, or once it loaded). */
-  function showBanner(openSettings) {
-    if (openSettings && window.__jpbanner) window.__jpbanner.open();
-    else if (openSettings) window.__jpopen = 1;
-    if (shown && !banner) banner = addScript(origin + '/b.js');
+  /** Open the banner's settings layer: now if it is loaded, else once it is. */
+  function openSettings() {
+    if (window.__jpbanner) window.__jpbanner.open();
+    else window.__jpopen = 1;
+    loadBanner();
+  }
+
+  /**
+   * Add b.js (once): with the page's nonce and, where the page enforces Trusted Types, through the
+   * `jobpixel` policy made here. The banner starts the channel tags and gated scripts with the same
+   * nonce (read from its own element) and policy (window.__jpkit). The policy passes values
+   * through (`String`); it is only ever given b.js on the pixel server, a channel tag URL from the
+   * site's config, and a gated script the page itself wrote. Where the browser has no Trusted
+   * Types, or the page's `trusted-types` list does not name `jobpixel`, the same pass-through
+   * object stands in for it: plain strings go on.
+   */
+  function loadBanner() {
+    if (!shown || banner) return; // not before the page is shown and the config in; once
+    const passThrough = {createScriptURL: String, createScript: String};
+    let policy = passThrough;
+    try {
+      policy = window.trustedTypes.createPolicy(POLICY_NAME, passThrough);
+    } catch (e) {
+      // no Trusted Types here, or the page does not allow our policy
+    }
+    window.__jpkit = {uuid, policy};
+    banner = document.createElement('script');
+    banner.src = policy.createScriptURL(origin + '/b.js');
+    banner.nonce = nonce;
+    document.head.append(banner);
   }
 
   /** Run `task` now if the page is shown, else once it is (calls and clicks before the config). */
@@ -367,7 +347,7 @@
     const link = target.closest('a');
     if (target.closest(SETTINGS_SELECTOR)) {
       event.preventDefault();
-      showBanner(true);
+      openSettings();
     } else {
       later(() => (target.closest(APPLY_SELECTOR) || (link && config.ats_hosts.includes(link.hostname))) && send('apply_click'));
     }
@@ -383,28 +363,30 @@
       const consent = readConsent();
       return consent ? {statistics: !!consent.s, marketing: !!consent.m} : null;
     }
-    if (command === 'settings') return showBanner(true);
+    if (command === 'settings') openSettings();
     if (command === 'conversion') later(() => send('apply_complete', {props: a}));
     if (command === 'track') later(() => send(a, {props: b}));
-    return undefined;
   }
 
-  /** The site config is in: wait until the page is shown, then ask, count, replay. */
+  /** The site config is in. */
   function onConfig(siteConfig) {
     config = window.__jpcfg = siteConfig;
-    window.__jpsrc = origin;
-    whenShown(safe(onShown));
+    onShown();
   }
 
-  /** The page is shown and the config in. */
+  /**
+   * Once the config is in and the page is shown to someone (prerendering over, a background tab
+   * made visible): ask, count, replay. Called on each of those events; acts the first time all hold.
+   */
   function onShown() {
+    if (shown || !config || document.prerendering || document.hidden) return;
     const consent = readConsent();
     shown = true;
     // The banner asks; applies a stored grant (Consent Mode, gated scripts, tags); deletes a
     // visitor id held without statistics. A stored "no to all" of this revision needs nothing.
     const needsBanner = !consent || consent.rev != config.revision || consent.s || consent.m ||
       readCookie(VISITOR_COOKIE) || config.float_button || window.__jpopen;
-    if (needsBanner) showBanner(false);
+    if (needsBanner) loadBanner();
     startPageview();
     pending.splice(0).forEach(safe((run) => run()));
   }
@@ -423,7 +405,9 @@
   on(document, 'visibilitychange', () => {
     inputNow();
     if (document.hidden) flushEngagement();
+    else onShown();
   });
+  on(document, 'prerenderingchange', onShown);
   on(window, 'pagehide', flushEngagement);
   on(window, 'pageshow', onPageShow);
   on(window, 'popstate', onNavigate);
