@@ -185,6 +185,23 @@ class OutboxStore:
             if stale or (self._lines > 10_000 and self._lines > 4 * live):
                 self._rewrite()
 
+    def drop(self, consent_ids: set[str], event_ids: set[str]) -> int:
+        """rights (issue #10): forget the deliveries of an erased subject — queued, or finished with the
+        delivery-log row not yet written — and the keys kept for their events; then rewrite the file
+        without them (new file, fsync, rename), so no line of theirs stays. Returns how many."""
+        with self._lock:
+            s = self._state
+            gone = [k for k, d in s.pending.items() if d.event.consent_id in consent_ids]
+            gone += [k for k, row in s.unlogged.items() if str(row.get("consent_id")) in consent_ids]
+            gone += [k for k in s.done if k.rsplit(":", 1)[-1] in event_ids]
+            for k in gone:
+                s.pending.pop(k, None)
+                s.unlogged.pop(k, None)
+                s.done.pop(k, None)
+            if gone:
+                self._rewrite()
+            return len(set(gone))
+
     def close(self) -> None:
         with self._lock:
             if self._fh is not None:

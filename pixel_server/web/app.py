@@ -54,7 +54,7 @@ def create_app(settings: Settings, *, demo: bool = False) -> JobpixelApp:
     state = State(
         settings=settings,
         grants=Grants(settings.signing_keys),
-        revocations=Revocations(),
+        revocations=Revocations(hash_key=settings.hash_key),
         choices=Choices(),
         metrics=metrics,
         journal=journal,
@@ -163,6 +163,11 @@ def create_app(settings: Settings, *, demo: bool = False) -> JobpixelApp:
 
     routes += reports_api.routes() + dashboard_pages.routes()
     # -- end reports ---------------------------------------------------------------------------------
+    # -- rights (issue #10): /me (access, export, erasure by the visitor) and the admin subject API ---
+    from pixel_server.rights import api as rights_api
+
+    routes += rights_api.routes()
+    # -- end rights ----------------------------------------------------------------------------------
     if demo:
         routes.append(Route("/", lambda r: RedirectResponse("/demo/"), methods=["GET"]))
         routes.append(Mount("/demo", StaticFiles(directory=DEMO_DIR, html=True), name="demo"))
@@ -172,6 +177,7 @@ def create_app(settings: Settings, *, demo: bool = False) -> JobpixelApp:
     app.state.assets = assets.Assets()
     app.state.reports_auth = Authenticator(settings)  # reports
     app.state.reports_limiter = SignInLimiter()  # reports
+    app.state.rights_limiter = rights_api.Limiter()  # rights
     return JobpixelApp(app, state)
 
 
