@@ -5,7 +5,8 @@ The grant is the key to ``/me``: ``Authorization: Bearer <grant>`` of that site,
 not expired. A withdrawn (revoked) grant still opens ``/me`` for its own visitor — withdrawing must
 not lock anyone out of their data. Anything else (no grant, forged, tampered, another site's,
 expired) is 401 before any read, and ``DELETE`` erases nothing. CORS answers only the site's origins.
-Both routes are rate limited per client address (:class:`Limiter`, small and local).
+Authorised requests (each one reads or rewrites a visitor's rows) are rate limited per client address
+(:class:`Limiter`, small and local); an unauthorised one costs an HMAC and reads nothing.
 """
 
 from __future__ import annotations
@@ -72,16 +73,18 @@ def _limited(request: Request, headers: dict[str, str]) -> Response | None:
 
 
 def _site(state: State, request: Request) -> Site | None:
-    return state.settings.sites.get(request.query_params.get("site", ""))
+    """The ``site`` query parameter's site; ``None`` for an unknown one, or any other parameter."""
+    if set(request.query_params.keys()) != {"site"} or len(request.query_params.getlist("site")) != 1:
+        return None
+    return state.settings.sites.get(request.query_params["site"])
 
 
-def _grant(state: State, request: Request, site: Site) -> Grant | None:
-    """The bearer grant if it is this site's, signed by us and unexpired; revoked is fine (module doc)."""
+def _grant(state: State, request: Request) -> Grant | None:
+    """The bearer grant if we signed it and it has not expired; revoked is fine (module doc)."""
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer":
         return None
-    grant = state.grants.verify(token.strip())
-    return grant if grant is not None and grant.site == site.id else None
+    return state.grants.verify(token.strip())
 
 
 def _unavailable(headers: dict[str, str]) -> Response:
@@ -125,13 +128,11 @@ async def _export(state: State, subject: Subject) -> dict[str, Any]:
 async def me(request: Request) -> Response:
     state: State = request.app.state.jp
     site = _site(state, request)
-    if site is None:
-        return _error(404, "not_found", "site", "unknown site", {})
-    headers = cors_headers(request, site.origins)
-    if (limited := _limited(request, headers)) is not None:
-        return limited
-    grant = _grant(state, request, site)
-    if grant is None:
+    headers = cors_headers(request, site.origins if site is not None else ())
+    grant = _grant(state, request)
+    if grant is not None and site is None:
+        return _error(404, "not_found", "site", "unknown site", headers)
+    if grant is None or site is None or grant.site != site.id:
         return _error(
             401,
             "unauthorized",
@@ -139,6 +140,8 @@ async def me(request: Request) -> Response:
             "send this site's grant (the jobpixel_vid cookie) as 'Authorization: Bearer <grant>'",
             {**headers, "WWW-Authenticate": "Bearer"},
         )
+    if (limited := _limited(request, headers)) is not None:
+        return limited
     if state.store is None or state.loader is None:
         return _unavailable(headers)
     subject = service.subject_for(state.settings, site.id, str(grant.visitor_id), grant.consent_id)
@@ -174,8 +177,6 @@ async def admin_subject(request: Request) -> Response:
     from pixel_server.reports.auth import Authenticator
 
     state: State = request.app.state.jp
-    if (limited := _limited(request, {})) is not None:
-        return limited
     auth: Authenticator = request.app.state.reports_auth
     principal = auth.bearer(request.headers.get("authorization"))
     if principal is None:
@@ -188,6 +189,8 @@ async def admin_subject(request: Request) -> Response:
         )
     if not principal.is_admin:
         return _error(403, "forbidden", "authorization", "subject requests need an admin token", {})
+    if (limited := _limited(request, {})) is not None:
+        return limited
     site = _site(state, request)
     if site is None:
         return _error(404, "not_found", "site", "unknown site", {})
@@ -213,3 +216,89 @@ def routes() -> list[BaseRoute]:
         Route("/me", me_preflight, methods=["OPTIONS"]),
         Route("/api/v1/admin/subjects/{id}", admin_subject, methods=["GET", "DELETE"]),
     ]
+
+
+# -- OpenAPI: the rights paths, merged into /api/v1/openapi.json (reports/openapi.py) ------------------
+_ERR = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+_EXPORT = {
+    "type": "object",
+    "required": ["format_version", "site", "generated_at", "subject", "tables"],
+    "properties": {
+        "format_version": {"type": "integer", "const": service.FORMAT_VERSION},
+        "site": {"type": "string"},
+        "generated_at": {"type": "string"},
+        "subject": {"type": "object"},
+        "tables": {
+            "type": "object",
+            "description": "Rows per table (every table with a visitor or consent column), `ads` (the ads "
+            "their events name), `journal.<table>` (accepted, not loaded yet)",
+            "additionalProperties": {"type": "array", "items": {"type": "object"}},
+        },
+    },
+}
+_ERASED = {
+    "type": "object",
+    "required": ["erased", "revoked", "site"],
+    "properties": {
+        "erased": {"type": "object", "additionalProperties": {"type": "integer", "minimum": 0}},
+        "revoked": {"type": "boolean"},
+        "site": {"type": "string"},
+    },
+}
+
+
+def _op(
+    summary: str, security: str, ok: dict[str, Any], codes: dict[int, str], **extra: Any
+) -> dict[str, Any]:
+    return {
+        "summary": summary,
+        "security": [{security: []}],
+        "parameters": [
+            {"name": "site", "in": "query", "required": True, "schema": {"type": "string", "maxLength": 64}},
+            *extra.get("parameters", []),
+        ],
+        "responses": {
+            "200": {"description": "OK", "content": ok},
+            **{str(c): {"description": d, "content": _ERR} for c, d in codes.items()},
+        },
+    }
+
+
+def openapi_paths() -> dict[str, Any]:
+    export = {"application/json": {"schema": _EXPORT}, "text/csv": {"schema": {"type": "string"}}}
+    erased = {"application/json": {"schema": _ERASED}}
+    visitor = {
+        401: "No grant of this site (missing, forged, expired); a withdrawn grant is accepted",
+        404: "Unknown site",
+        429: "Rate limited",
+        503: "The store is not reachable",
+    }
+    operator = {
+        400: "The id is not a UUID",
+        401: "No valid token",
+        403: "Not an admin token",
+        404: "Unknown site",
+        429: "Rate limited",
+        503: "The store is not reachable",
+    }
+    uuid_re = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+    sid = {
+        "name": "id",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string", "format": "uuid", "pattern": uuid_re},
+    }
+    return {
+        "/me": {
+            "get": _op("The grant's visitor's data on this site (JSON, or CSV)", "grant", export, visitor),
+            "delete": _op(
+                "Erase the grant's visitor's data everywhere; revoke the grant", "grant", erased, visitor
+            ),
+        },
+        "/api/v1/admin/subjects/{id}": {
+            "get": _op(
+                "A subject's data (visitor id or consent id)", "bearer", export, operator, parameters=[sid]
+            ),
+            "delete": _op("Erase a subject's data everywhere", "bearer", erased, operator, parameters=[sid]),
+        },
+    }

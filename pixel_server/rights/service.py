@@ -39,6 +39,8 @@ ERASURE_TABLE = "erasure_log"
 def subject_for(settings: Settings, site: str, visitor_id: str | None, consent_id: str | None) -> Subject:
     s = Subject(site, hash_key=settings.hash_key)
     s.add([visitor_id] if visitor_id else [], [consent_id] if consent_id else [])
+    if visitor_id and visitor_id == consent_id:
+        s.ambiguous = s.visitor_ids & s.consent_ids
     return s
 
 

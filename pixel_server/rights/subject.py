@@ -44,6 +44,7 @@ class Subject:
     visitor_ids: set[str] = field(default_factory=set)
     consent_ids: set[str] = field(default_factory=set)
     hash_key: str = ""
+    ambiguous: set[str] = field(default_factory=set)  # asked for as either (the operator's one id)
 
     @property
     def hashes(self) -> set[str]:
@@ -142,6 +143,8 @@ def resolve(
     """Close the subject over its rows (ClickHouse and the journal rows given), in place."""
     tables = subject_tables(store)
     rows = list(journal_rows)
+    seen_v: set[str] = set()
+    seen_c: set[str] = set()
     for _ in range(4):  # each round can only add ids; a browser's closure is reached in two
         grew = False
         for t in tables:
@@ -156,12 +159,22 @@ def resolve(
                 f"LIMIT {MAX_IDS}",
                 params,
             )
+            seen_v |= {str(r["v"]) for r in found if r.get("v")}
+            seen_c |= {str(r["c"]) for r in found}
             grew |= subject.add((r.get("v") for r in found), (r["c"] for r in found))
         for table, row in rows:
             if subject.row_test(table, row):
+                seen_v.add(str(row.get("visitor_id")))
+                seen_c.add(str(row.get("consent_id")))
                 grew |= subject.add([row.get("visitor_id")], [row.get("consent_id")])
         if not grew:
-            return
+            break
+    # An id asked for as either is what the rows say it is (a visitor id is no consent id).
+    for asked in subject.ambiguous:
+        if asked in seen_c and asked not in seen_v:
+            subject.visitor_ids.discard(asked)
+        elif asked in seen_v and asked not in seen_c:
+            subject.consent_ids.discard(asked)
 
 
 def export(store: Store, subject: Subject, cluster: str | None = None) -> dict[str, list[dict[str, Any]]]:
