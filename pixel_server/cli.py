@@ -66,15 +66,19 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
+    from pixel_server.rights.retention import apply_ttl
     from pixel_server.storage import open_store
 
     s = _load(args.config)
     store = open_store(s)
     try:
         applied = store.migrate()
+        ttl = apply_ttl(store, s)  # rights: TTLs follow the configuration
     finally:
         store.close()
     print("applied: " + ", ".join(applied) if applied else "schema is up to date")
+    if ttl:
+        print("TTL set from the configuration: " + ", ".join(ttl))
     return 0
 
 

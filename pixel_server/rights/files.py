@@ -77,8 +77,14 @@ def blank_journal(
     journal: Journal, test: RowTest, needles: tuple[bytes, ...] | None = None
 ) -> dict[str, int]:
     """Blank the picked rows in every segment on disk; rows blanked per table."""
+    return blank_segments(journal_segments(journal), test, needles)
+
+
+def blank_segments(
+    segments: list[Segment], test: RowTest, needles: tuple[bytes, ...] | None = None
+) -> dict[str, int]:
     counts: dict[str, int] = {}
-    for seg in journal_segments(journal):
+    for seg in segments:
         for table, path in seg.files.items():
             with contextlib.suppress(FileNotFoundError):
                 data = path.read_bytes()

@@ -26,6 +26,7 @@ from pixel_server.core.metrics import CONTENT_TYPE_LATEST, Metrics
 from pixel_server.core.settings import Settings
 from pixel_server.core.state import State
 from pixel_server.ingest.pipeline import collect
+from pixel_server.rights import retention
 from pixel_server.storage import Store, StoreError, open_store
 from pixel_server.storage.loader import CONSUMER, Loader, quarantine_stats
 from pixel_server.web import assets
@@ -84,10 +85,12 @@ def create_app(settings: Settings, *, demo: bool = False) -> JobpixelApp:
             raise
         await _load_revocations(state)  # grant: before the first request, when the store answers
         keeper = asyncio.create_task(_keep_revocations(state))
+        sweeper = asyncio.create_task(retention.keep(state))  # rights: journal/quarantine retention
         try:
             yield
         finally:
             keeper.cancel()
+            sweeper.cancel()
             try:
                 await loader.stop()  # a last drain; what fails stays journaled for the next start
             except Exception as exc:
@@ -186,6 +189,7 @@ def open_and_migrate(settings: Settings) -> Store:
     store = open_store(settings)
     try:
         applied = store.migrate()
+        retention.apply_ttl(store, settings)  # rights: every table's TTL from the configuration
     except Exception:
         store.close()
         raise
