@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
@@ -31,6 +32,7 @@ from pixel_server.storage import Store, StoreError, open_store
 from pixel_server.storage.loader import CONSUMER, Loader, quarantine_stats
 from pixel_server.web import assets
 from pixel_server.web.frontdoor import JobpixelApp
+from pixel_server.web.headers import SecurityHeaders
 
 log = logging.getLogger("jobpixel")
 
@@ -175,7 +177,8 @@ def create_app(settings: Settings, *, demo: bool = False) -> JobpixelApp:
         routes.append(Route("/", lambda r: RedirectResponse("/demo/"), methods=["GET"]))
         routes.append(Mount("/demo", StaticFiles(directory=DEMO_DIR, html=True), name="demo"))
 
-    app = Starlette(routes=routes, lifespan=lifespan)
+    # rights (issue #10): security headers on our own pages and API (web/headers.py)
+    app = Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(SecurityHeaders)])
     app.state.jp = state
     app.state.assets = assets.Assets()
     app.state.reports_auth = Authenticator(settings)  # reports

@@ -31,10 +31,13 @@ def rights_config(data_dir: Path, origin: str, **site_overrides: Any) -> dict[st
 
 
 class RightsServer(LiveServer):
+    signing_keys = SECRETS[settings_mod.SIGNING_KEYS_ENV]  # oldest first, comma-separated
+
     @property
     def settings(self) -> Settings:
         cfg = rights_config(self.data_dir, self.partner.origin, **self.site_overrides)
-        return settings_mod.from_mapping(cfg, SECRETS, self.data_dir)
+        env = {**SECRETS, settings_mod.SIGNING_KEYS_ENV: self.signing_keys}
+        return settings_mod.from_mapping(cfg, env, self.data_dir)
 
     def post_events(self, token: str, n: int, site: str = "test", **fields: Any) -> list[str]:
         """``n`` pageviews under ``token`` through the real /collect; returns their event ids."""
