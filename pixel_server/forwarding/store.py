@@ -86,6 +86,9 @@ class OutboxStore:
         self._lines = 0
         self._pruned = 0.0
         self._fh: Any = None
+        # rights: consent ids erased while this process runs; a pump that read a journal segment before
+        # the erasure blanked it must not queue their events afterwards (the segment holds none now)
+        self._erased: set[str] = set()
 
     # -- reading -------------------------------------------------------------------------------------
     def open(self, now: float | None = None) -> None:
@@ -133,7 +136,10 @@ class OutboxStore:
             new = [
                 d
                 for d in deliveries
-                if d.key not in s.pending and d.key not in s.unlogged and d.key not in s.done
+                if d.key not in s.pending
+                and d.key not in s.unlogged
+                and d.key not in s.done
+                and d.event.consent_id not in self._erased
             ]
             new = list({d.key: d for d in new}.values())
             self._append(
@@ -190,6 +196,7 @@ class OutboxStore:
         delivery-log row not yet written — and the keys kept for their events; then rewrite the file
         without them (new file, fsync, rename), so no line of theirs stays. Returns how many."""
         with self._lock:
+            self._erased |= consent_ids
             s = self._state
             gone = [k for k, d in s.pending.items() if d.event.consent_id in consent_ids]
             gone += [k for k, row in s.unlogged.items() if str(row.get("consent_id")) in consent_ids]

@@ -27,6 +27,7 @@ from typing import Any, Literal
 from pixel_server.consent.log import visitor_hash
 from pixel_server.core.journal import Journal
 from pixel_server.core.settings import Settings
+from pixel_server.core.state import State
 from pixel_server.core.store import Store
 from pixel_server.rights import files
 from pixel_server.rights.subject import MAX_EXPORT_ROWS, Subject, erase_store, export, resolve
@@ -111,8 +112,16 @@ def _event_ids(store: Store, subject: Subject) -> set[str]:
     return {str(r["e"]) for r in rows}
 
 
+def live_outbox(state: State) -> Any:
+    """The outbox this process runs, if any: ``state.outbox`` or the forwarding block's ``Forwarder``."""
+    outbox = getattr(state, "outbox", None)
+    if outbox is None:
+        outbox = getattr(getattr(state, "forwarder", None), "outbox", None)
+    return outbox
+
+
 def purge_outbox(outbox: Any, directory: Path, subject: Subject, event_ids: set[str]) -> int:
-    """Step 3: the live outbox's store if this process runs one, else its file (server stopped)."""
+    """Step 3: the live outbox's store if this process runs one, else its file (no outbox runs)."""
     from pixel_server.forwarding.store import FILE_NAME, OutboxStore
 
     store = getattr(outbox, "store", outbox)
@@ -143,7 +152,9 @@ def erasure_row(
     }
 
 
-async def erase_live(state: Any, subject: Subject, asked_id: str, requested_by: Requester) -> dict[str, int]:
+async def erase_live(
+    state: State, subject: Subject, asked_id: str, requested_by: Requester
+) -> dict[str, int]:
     """In the server: steps 1–4 around the running loader and outbox. The caller checked that the
     store is connected (``state.store``, ``state.loader``)."""
     settings = state.settings
@@ -165,7 +176,10 @@ async def erase_live(state: Any, subject: Subject, asked_id: str, requested_by: 
     for k, n in again.items():
         counts[k] = counts.get(k, 0) + n
     event_ids |= more_ids
-    outbox = getattr(state, "outbox", None)
+    outbox = live_outbox(state)
+    if outbox is None and settings.forwarding.enabled:
+        # An outbox runs here but is not reachable: rewriting its file under it would lose its state.
+        raise RuntimeError("rights: forwarding is on but the running outbox is not on state (forwarder)")
     counts["outbox"] = await asyncio.to_thread(
         purge_outbox, outbox, settings.data_dir / "outbox", subject, event_ids
     )
