@@ -36,7 +36,13 @@ from pixel_server.web.app import create_app
 PAGES = Path(__file__).parent / "browser" / "pages"
 SIGNING_KEY = "test-signing-key-0123456789abcdef"
 HASH_KEY = "test-hash-key-0123456789abcdef"  # grant: keys the consent log's visitor hash
-SECRETS = {settings_mod.SIGNING_KEYS_ENV: SIGNING_KEY, settings_mod.HASH_KEY_ENV: HASH_KEY}
+OPS_TOKEN = "test-ops-token-0123456789abcdef"  # door: /metrics and the full /readyz
+OPS = {"Authorization": f"Bearer {OPS_TOKEN}"}  # headers of an operator's request
+SECRETS = {
+    settings_mod.SIGNING_KEYS_ENV: SIGNING_KEY,
+    settings_mod.HASH_KEY_ENV: HASH_KEY,
+    settings_mod.OPS_TOKEN_ENV: OPS_TOKEN,
+}
 DESKTOP_UA = (
     "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/130.0.0.0 Safari/537.36"
 )
@@ -61,9 +67,9 @@ def config_dict(data_dir: Path, origin: str, **site_overrides: Any) -> dict[str,
     base_site: dict[str, Any] = {
         "partner": "acme",
         "origins": [origin],
-        "ad_pattern": "/jobb/(\\d+)",
+        "ad_pattern": "/jobb/{ad}/*",  # path templates (core/settings.py: compile_path_template)
         "ats_hosts": ["ats.example.test"],
-        "thanks_pattern": "/takk",
+        "thanks_pattern": "/takk*",
         "policy_url": origin + "/personvern.html",
     }
     test_site = {**base_site, **site_overrides}

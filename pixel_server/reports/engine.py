@@ -14,13 +14,16 @@ from typing import Any
 
 from pixel_server.core.settings import Site
 from pixel_server.core.store import Store
-from pixel_server.reports import sql
+from pixel_server.reports import rollup, sql
 from pixel_server.reports.floor import OTHER, Cell, shown, split
 from pixel_server.reports.query import TIME_DIMENSIONS, Filter, Query, Range
 
 # engagement events arrive after their pageview: look this far past the range's end for them
 ENGAGEMENT_GRACE = dt.timedelta(hours=6)
 FUNNEL_STEPS = ("view", "read", "apply_click", "application")
+# Serve what the hourly rollup can answer from it (reports/rollup.py); the bench and the tests switch it
+# off to compare with the raw path.
+USE_ROLLUP = True
 
 
 @dataclass(frozen=True)
@@ -107,7 +110,9 @@ def _sort(
 
 def run_query(store: Store, site: Site, q: Query) -> Report:
     params: dict[str, Any] = {**range_params(site, q.range), **sql.filter_params(q.filters)}
-    rows = store.query(sql.breakdown(q.dimensions, q.filters), params)
+    from_rollup = USE_ROLLUP and rollup.serves(q)
+    breakdown = rollup.breakdown if from_rollup else sql.breakdown
+    rows = store.query(breakdown(q.dimensions, q.filters), params)
     k = site.k_floor
     cells = _cells(rows, len(q.dimensions))
     results: list[dict[str, Any]] = []
@@ -126,7 +131,7 @@ def run_query(store: Store, site: Site, q: Query) -> Report:
         if folded:
             keys = [sql.KEY_SEP.join(c.key) for c in folded]
             other = store.query(
-                sql.breakdown(q.dimensions, q.filters, folded=True),
+                breakdown(q.dimensions, q.filters, folded=True),
                 {**params, "folded": sql.array_param(keys)},
             )
             ocell = _cells(other, 0)[0] if other else None
@@ -146,6 +151,7 @@ def run_query(store: Store, site: Site, q: Query) -> Report:
         "other_row": other_shown,
         "total_rows": total_rows,
         "timezone": site.timezone,
+        "rollup": from_rollup,
     }
     time_dim = next((d for d in q.dimensions if d in TIME_DIMENSIONS), None)
     if time_dim is not None:

@@ -88,7 +88,7 @@ _REPORT = {
             "description": "k_floor; folded_rows (rows under k folded into `(other)`); other_row (whether "
             "the "
             "`(other)` row is shown); total_rows; timezone; time_labels (every bucket, with a time "
-            "dimension)",
+            "dimension); rollup (whether the hourly pre-aggregation answered it, or the raw events)",
         },
         "query": {"type": "object", "description": "The query as run: defaults filled in, absolute dates"},
     },

@@ -136,16 +136,19 @@ def _attribute(dimensions: Sequence[str], filters: Sequence[Filter]) -> bool:
     return any(d in SOURCE_DIMENSIONS for d in (*dimensions, *(f.dimension for f in filters)))
 
 
+# Visitors are counted with ``uniq``, here and in the rollup (reports/rollup.py): exact up to 65,536
+# distinct visitors per aggregate (a set of 32-bit hashes), an estimate within about 1 % above, and 4-5
+# times cheaper than uniqExact on UUIDs. The floor compares small counts, where it is exact.
 AGGREGATES = f"""
-    uniqExact(u.visitor_id) AS _k,
-    uniqExactIf(u.visitor_id, kind = 'pv') AS visitors,
+    uniq(u.visitor_id) AS _k,
+    uniqIf(u.visitor_id, kind = 'pv') AS visitors,
     countIf(kind = 'pv') AS pageviews,
     quantileExactInclusiveIf(0.5)(eng, kind = 'pv') AS eng_median,
     avgIf(scroll, kind = 'pv') AS scroll_mean,
     avgIf(act, kind = 'pv') AS act_mean,
-    uniqExactIf(u.visitor_id, kind = 'pv' AND {READ_EXPR}) AS readers,
-    uniqExactIf(u.visitor_id, kind = 'click') AS apply_clicks,
-    uniqExactIf(u.visitor_id, kind = 'app') AS applications
+    uniqIf(u.visitor_id, kind = 'pv' AND {READ_EXPR}) AS readers,
+    uniqIf(u.visitor_id, kind = 'click') AS apply_clicks,
+    uniqIf(u.visitor_id, kind = 'app') AS applications
 """
 
 KEY_SEP = "\x1f"

@@ -49,6 +49,17 @@ def tab_to(page: Page, name: str, limit: int = 40) -> None:
     raise AssertionError(f"{name!r} not reached with Tab")
 
 
+def logged_choices(page: Page, server: LiveServer, timeout_ms: int = 10_000) -> list[dict[str, Any]]:
+    """The consent-log rows once there are any: ``jobpixel:consent`` fires when the banner applies the
+    choice, which can be before the server's answer to ``POST /consent`` has arrived."""
+    for _ in range(timeout_ms // 100):
+        rows = server.consent_rows()
+        if rows:
+            return rows
+        page.wait_for_timeout(100)
+    return server.consent_rows()
+
+
 def told(page: Page) -> None:
     page.evaluate(
         "() => { window.__told = false; addEventListener('jobpixel:consent', () => (window.__told = true)) }"
@@ -152,7 +163,7 @@ def test_keyboard_only_first_layer(
     page.keyboard.press("Enter")
     page.wait_for_function("window.__told")
     c = consent_cookie(context)
-    (row,) = pixel_server.consent_rows()
+    (row,) = logged_choices(page, pixel_server)
     assert (c["s"], c["m"], row["action"]) == expected
     expect(page.locator("dialog")).to_have_count(0)
 

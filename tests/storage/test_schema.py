@@ -116,6 +116,13 @@ def test_cluster_ddl() -> None:
         "ALTER TABLE jp.events_local ON CLUSTER jobs MODIFY SETTING non_replicated_deduplication_window"
         in sql
     )
+    # report rollups (0006): the view reads the local events and writes the local rollup on each shard
+    assert (
+        "CREATE MATERIALIZED VIEW IF NOT EXISTS jp.report_hourly_mv_local ON CLUSTER jobs\n"
+        "TO jp.report_hourly_local" in sql
+    )
+    assert "FROM jp.events_local" in sql
+    assert "Distributed(jobs, jp, report_hourly_local, sipHash64(site_id))" in sql
     single = render(
         "${db}.${table:events} ${on_cluster} ${engine:ReplacingMergeTree}\n-- distributed: events k", "jp"
     )

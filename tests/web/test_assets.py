@@ -7,7 +7,7 @@ import gzip
 import httpx
 import pytest
 
-from tests.harness import LiveServer
+from tests.harness import OPS, LiveServer
 
 
 @pytest.mark.parametrize("path", ["/p.js", "/b.js"])
@@ -32,7 +32,7 @@ def test_site_config_is_public_and_complete(pixel_server: LiveServer) -> None:
     assert r.status_code == 200 and r.headers["access-control-allow-origin"] == "*"
     cfg = r.json()
     assert cfg["site"] == "shop" and cfg["revision"] == 1 and cfg["float_button"] is True
-    assert cfg["ad_pattern"] == "/jobb/(\\d+)" and cfg["ats_hosts"] == ["ats.example.test"]
+    assert cfg["ad_pattern"] == "^/jobb/([^/?#]+)/.*" and cfg["ats_hosts"] == ["ats.example.test"]
     assert {c["id"] for c in cfg["channels"]} == {"ga4", "meta", "linkedin", "snapchat", "bidtheatre"}
     for c in cfg["channels"]:
         assert (
@@ -45,10 +45,10 @@ def test_site_config_is_public_and_complete(pixel_server: LiveServer) -> None:
 
 def test_health_ready_metrics(pixel_server: LiveServer) -> None:
     assert httpx.get(pixel_server.url + "/healthz").json() == {"status": "ok"}
-    ready = httpx.get(pixel_server.url + "/readyz")
+    ready = httpx.get(pixel_server.url + "/readyz", headers=OPS)
     assert ready.status_code == 200
     assert ready.json()["store"] == "ok" and ready.json()["spool_rows"] == 0
-    metrics = httpx.get(pixel_server.url + "/metrics").text
+    metrics = httpx.get(pixel_server.url + "/metrics", headers=OPS).text
     for name in (
         "jobpixel_events_accepted",
         "jobpixel_events_dropped_total",
