@@ -8,6 +8,7 @@ row longer than its table would.
 | ``consent_log`` | ``ts`` | ``consent_log_days`` (default 1095) |
 | ``delivery_log`` | ``ts`` | ``consent_log_days``: what a consent allowed, as long as its proof |
 | ``erasure_log`` | ``ts`` | ``consent_log_days``: an erasure is remembered as long as the consent it ended |
+| ``report_hourly``, ``report_hourly_site`` | ``hour`` | ``retention_days``: rollups of the events, as long |
 
 The TTL is one expression per table, ``<time> + toIntervalDay(multiIf(site_id = 'a', 395, …, default))``
 (site ids are validated ``[a-z0-9_-]``; a site no longer configured gets the default). At every migrate
@@ -56,6 +57,9 @@ RULES: Mapping[str, Rule] = {
     "consent_log": Rule("ts", "consent_log_days", Site.consent_log_days),
     "delivery_log": Rule("ts", "consent_log_days", Site.consent_log_days),
     "erasure_log": Rule("ts", "consent_log_days", Site.consent_log_days),
+    # the report rollups (0006): hash sets of the events' visitors, kept as long as the events
+    "report_hourly": Rule("hour", "retention_days", Site.retention_days),
+    "report_hourly_site": Rule("hour", "retention_days", Site.retention_days),
 }
 
 

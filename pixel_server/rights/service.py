@@ -7,7 +7,8 @@ An erasure, in order:
 2. on the loader's thread (:meth:`Loader.exclusive`: no load runs meanwhile), **resolve** the subject
    over ClickHouse and the journal, **blank** its rows in every journal segment still on disk and
    **drop** them from the quarantine (:mod:`.files`), then **DELETE** them in ClickHouse and check
-   that no read sees them any more (:func:`.subject.erase_store`); a second short pass catches a row
+   that no read sees them any more (:func:`.subject.erase_store`), and rebuild the report rollups'
+   hours they were in (hash sets of visitor ids cannot lose one); a second short pass catches a row
    whose request passed the grant check just before the revocation;
 3. **purge** the outbox: undelivered deliveries, finished ones whose delivery-log row is not written
    yet, and the keys it keeps against replays;
@@ -99,8 +100,33 @@ def erase_sync(
         for table, n in files.purge_quarantine(quarantine_dir, subject.row_test, needles).items():
             counts[f"quarantine.{table}"] = n
     event_ids |= _event_ids(store, subject)
+    hours = _event_hours(store, subject)
     counts |= erase_store(store, subject, cluster)
+    _rebuild_rollups(store, subject.site, hours)
     return counts, event_ids
+
+
+def _event_hours(store: Store, subject: Subject) -> list[str]:
+    """The UTC hours the subject's stored events fall in (the rollups' rows to rebuild)."""
+    clause, params = subject.where({"site_id", "visitor_id", "consent_id"})
+    rows = store.query(
+        f"SELECT DISTINCT formatDateTime(toStartOfHour(ts), '%Y-%m-%dT%H:00:00') AS h "
+        f"FROM {store.database}.events WHERE {clause} ORDER BY h LIMIT 10000",
+        params,
+    )
+    return [str(r["h"]) for r in rows]
+
+
+def _rebuild_rollups(store: Store, site: str, hours: list[str]) -> None:
+    """The report rollups hold hash sets of visitor ids and the pageview ids: a set cannot lose one
+    member, so the hours the erased events were in are recomputed from the events left."""
+    import datetime as dt
+
+    from pixel_server.reports import rollup
+
+    for h in hours:
+        start = dt.datetime.fromisoformat(h).replace(tzinfo=dt.UTC)
+        rollup.rebuild(store, site, start, start + dt.timedelta(hours=1))
 
 
 def _event_ids(store: Store, subject: Subject) -> set[str]:

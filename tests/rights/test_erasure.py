@@ -117,6 +117,8 @@ def test_delete_me_erases_every_copy_and_nothing_of_anyone_else(rights_server: R
     )
     before_b = rows_of(s, vb, gb.consent_id)
     assert rows_of(s, va, ga.consent_id)["events"] == 2
+    rollup = "SELECT uniqMerge(visitors) AS v, uniqExactMerge(pageviews) AS p FROM ${db}.report_hourly"
+    assert s.state.store.query(rollup) == [{"v": 2, "p": 4}]  # the report rollups count A and B (no flush)
 
     r = s.me("DELETE", a["token"])
     assert r.status_code == 200, r.text
@@ -140,10 +142,11 @@ def test_delete_me_erases_every_copy_and_nothing_of_anyone_else(rights_server: R
     assert [d.event.event_id for d in reopened.pending()] == [qb["event_id"]]
     reopened.close()
 
-    # B's journaled event still loads; nothing of A's does
+    # B's journaled event still loads; nothing of A's does — in the rollups either
     s.flush()
     assert len(s.events(visitor_id=vb)) == 3
     assert s.events(visitor_id=va) == []
+    assert s.query(rollup) == [{"v": 1, "p": 3}]
     # the erasure log: who asked and how much, none of the erased data
     log = s.query("SELECT * FROM ${db}.erasure_log")
     assert len(log) == 1 and log[0]["requested_by"] == "visitor" and log[0]["site_id"] == "test"

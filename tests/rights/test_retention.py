@@ -68,7 +68,13 @@ def test_rows_past_their_ttl_are_gone_after_optimize_final(configured: tuple[Set
         store.insert(
             "events",
             [
-                {"event_id": str(uuid.uuid4()), "site_id": site, "ts": t, "visitor_id": str(uuid.uuid4())}
+                {
+                    "event_id": str(uuid.uuid4()),
+                    "site_id": site,
+                    "ts": t,
+                    "visitor_id": str(uuid.uuid4()),
+                    "name": "pageview",
+                }
                 for t in (old_event, new_event)
             ],
         )
