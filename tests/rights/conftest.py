@@ -16,6 +16,11 @@ import pytest
 from pixel_server.core import settings as settings_mod
 from pixel_server.core.settings import Settings
 from pixel_server.reports.auth import token_hash
+from tests.browser.conftest import (  # noqa: F401  (the banner test: Debian's Chromium, a desktop UA)
+    browser_context_args,
+    browser_type_launch_args,
+    third_party,
+)
 from tests.harness import DESKTOP_UA, SECRETS, LiveServer, PartnerSite, config_dict
 
 ADMIN_TOKEN = "jpx_admin-rights-token-0123456789"
