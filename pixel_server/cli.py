@@ -74,7 +74,17 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         if targets:  # branch channels: server-side forwarding, and the variable each secret came from
             names = ", ".join(f"{t.channel} (${t.secret_env})" for t in targets.values())
             print(f"    forwarding server-side: {names}")
+    _print_csp(s, args.pixel_origin)
     return 0
+
+
+def _print_csp(s: Settings, pixel_origin: str) -> None:
+    """issue #11: the exact CSP each site's pages need (pixel_server/web/csp.py)."""
+    from pixel_server.web import csp
+
+    for site in s.sites.values():
+        for line in csp.describe(site, pixel_origin):
+            print("  " + line)
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
@@ -342,6 +352,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if name in ("serve", "demo"):
             p.add_argument("--host")
             p.add_argument("--port", type=int)
+        if name == "check-config":
+            p.add_argument(
+                "--pixel-origin",
+                default="https://jobpixel.example.no",
+                help="the jobpixel server's public origin, for the printed Content-Security-Policy",
+            )
         if name == "deliveries":
             p.add_argument("--event", required=True, help="the event id (UUID)")
             p.add_argument("--json", action="store_true", help="one JSON object per row")
