@@ -385,6 +385,37 @@
       .catch(() => { box.textContent = text('error'); });
   };
 
+  /** @return {!Promise<!Object>} /me (GET: the visitor's data, DELETE: erase it); the grant opens it */
+  const me = (method) => fetch(S.src + '/me?site=' + encodeURIComponent(S.cfg.site),
+    {method, headers: {Authorization: 'Bearer ' + decodeURIComponent(readCookie(VID) || '')}})
+    .then((r) => r.ok ? r.json() : Promise.reject(r));
+
+  /** "Se mine data": the events tied to this browser, and all of it as a JSON file. */
+  const showMine = () => {
+    const box = D.getElementById(P + 'hist');
+    me('GET').then((doc) => box.replaceChildren(el('ol', null,
+      [].concat(doc.tables.events || [], doc.tables['journal.events'] || []).map((e) => el('li', null,
+        new Date(e.ts > 0 ? e.ts * 1e3 : e.ts).toLocaleString(S.lang) + ': ' + e.name + ' ' + e.path))),
+    el('a', {href: URL.createObjectURL(new Blob([JSON.stringify(doc)], {type: 'application/json'})),
+      download: 'jobpixel-' + S.cfg.site + '.json'}, text('download'))))
+      .catch(() => { box.textContent = text('error'); });
+  };
+
+  /** "Slett mine data": erase it everywhere (the server revokes the grant); then forget the choice here. */
+  const eraseMine = () => {
+    const box = D.getElementById(P + 'hist');
+    if (!W.confirm(text('erase') + '?')) return;
+    me('DELETE').then((res) => {
+      deleteCookie(VID);
+      deleteCookie(CONSENT);
+      S.consent = S.stored = null;
+      stopChannels();
+      apply(false, false);
+      dispatch(false, false);
+      box.textContent = text('erased').replace('{n}', Object.values(res.erased).reduce((a, b) => a + b, 0));
+    }).catch(() => { box.textContent = text('error'); });
+  };
+
   /** Leave layer 2: to layer 1 if nothing is chosen yet. */
   const closeSettings = () => {
     if (S.d2) S.d2.remove();
@@ -408,6 +439,7 @@
     buttons(2, button('save', () => choose(D.getElementById(P + 'statistics').checked,
       D.getElementById(P + 'marketing').checked, 'custom', 2), P + 's')),
     el('p', null, S.stored && button('history', showHistory, P + 'l'), ' ', button('close', closeSettings, P + 'l')),
+    readCookie(VID) && el('p', null, button('mine', showMine, P + 'l'), ' ', button('erase', eraseMine, P + 'l')),
     el('div', {id: P + 'hist', 'aria-live': 'polite'}),
     S.stored && el('small', null, text('cid') + ': ' + S.stored.id),
   ];
