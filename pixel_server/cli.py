@@ -54,15 +54,37 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         + (f" ({s.resolved_chdb_path})" if s.storage_backend == "chdb" else "")
     )
     print(f"  signing keys: {len(s.signing_keys)}")
+    print(f"  ops token: {'set' if s.ops_token else 'not set (/metrics answers 401; /readyz up/down only)'}")
+    lim = s.limits
+    print(
+        f"  limits: {lim.ip_rate_per_s:g}/s per IP (burst {lim.ip_burst}), "
+        f"{lim.grant_rate_per_s:g}/s per consent (burst {lim.grant_burst})"
+    )
     for site in s.sites.values():
         chans = ", ".join(site.channels) or "none"
         origins = ", ".join(sorted(site.origins))
         print(f"  site {site.id}: partner {site.partner}, origins {origins}, channels {chans}")
+        for name, template, rx in (  # door: the path templates and the regexes the pixel gets
+            ("ad_pattern", site.ad_template, site.ad_pattern),
+            ("thanks_pattern", site.thanks_template, site.thanks_pattern),
+        ):
+            if template:
+                print(f"    {name} {template}  →  {rx}")
         targets = s.forwarding.targets.get(site.id, {})
         if targets:  # branch channels: server-side forwarding, and the variable each secret came from
             names = ", ".join(f"{t.channel} (${t.secret_env})" for t in targets.values())
             print(f"    forwarding server-side: {names}")
+    _print_csp(s, args.pixel_origin)
     return 0
+
+
+def _print_csp(s: Settings, pixel_origin: str) -> None:
+    """issue #11: the exact CSP each site's pages need (pixel_server/web/csp.py)."""
+    from pixel_server.web import csp
+
+    for site in s.sites.values():
+        for line in csp.describe(site, pixel_origin):
+            print("  " + line)
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
@@ -193,6 +215,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
             hash_file.write_text(secrets.token_urlsafe(32))
             hash_file.chmod(0o600)
         os.environ[settings_mod.HASH_KEY_ENV] = hash_file.read_text().strip()
+    ops_note = "from $JOBPIXEL_OPS_TOKEN"
+    if not os.environ.get(settings_mod.OPS_TOKEN_ENV):  # door: the operator's token, made for the demo
+        ops_file = Path("var/demo/ops-token")
+        ops_file.parent.mkdir(parents=True, exist_ok=True)
+        if not ops_file.exists():
+            ops_file.write_text(secrets.token_urlsafe(24))
+            ops_file.chmod(0o600)
+        os.environ[settings_mod.OPS_TOKEN_ENV] = ops_file.read_text().strip()
+        ops_note = f"made for the demo, kept in {ops_file.resolve()}"
     s = settings_mod.load(args.config or DEMO_CONFIG)
     if not args.config:  # the built-in demo config ships in the package: keep its data in ./var/demo
         s = dataclasses.replace(s, data_dir=Path("var/demo").resolve())
@@ -200,8 +231,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(
         f"\njobpixel demo — embedded ClickHouse (chDB) at {s.resolved_chdb_path}\n"
         f"  open   http://{host}:{port}/demo/         a job ad with the consent banner and the pixel\n"
-        f"  then   http://{host}:{port}/readyz        store and spool status\n"
-        f"         http://{host}:{port}/metrics       Prometheus metrics\n"
+        f"  then   http://{host}:{port}/readyz        up or down (the details with the ops token)\n"
+        f"         http://{host}:{port}/metrics       Prometheus metrics (ops token only)\n"
+        f"  ops token ({ops_note}):\n"
+        f"         curl -H 'Authorization: Bearer {os.environ[settings_mod.OPS_TOKEN_ENV]}' "
+        f"http://{host}:{port}/readyz\n"
         "  stop with Ctrl-C\n",
         flush=True,
     )
@@ -269,6 +303,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if name in ("serve", "demo"):
             p.add_argument("--host")
             p.add_argument("--port", type=int)
+        if name == "check-config":
+            p.add_argument(
+                "--pixel-origin",
+                default="https://jobpixel.example.no",
+                help="the jobpixel server's public origin, for the printed Content-Security-Policy",
+            )
         if name == "deliveries":
             p.add_argument("--event", required=True, help="the event id (UUID)")
             p.add_argument("--json", action="store_true", help="one JSON object per row")

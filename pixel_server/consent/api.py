@@ -28,6 +28,7 @@ from pixel_server.consent.revocation import revokes
 from pixel_server.core.errors import DropReason, Rejected
 from pixel_server.core.http import check_content_type, cors_headers, json_response, read_capped
 from pixel_server.core.journal import JournalError, JournalFull
+from pixel_server.core.ratelimit import retry_after
 from pixel_server.core.settings import LANGS
 from pixel_server.core.state import State
 from pixel_server.core.store import Store, StoreError
@@ -117,9 +118,26 @@ async def post_consent(request: Request) -> Response:
             raise Rejected(DropReason.UNKNOWN_SITE, 403, "site", f"unknown site {choice['site']!r}")
         headers = cors_headers(request, site.origins)
         origin = request.headers.get("origin")
-        if origin is not None and origin not in site.origins:
+        if origin is None:  # door: browsers send Origin with every POST; other clients are not our users
+            raise Rejected(
+                DropReason.BAD_ORIGIN,
+                403,
+                "origin",
+                "no Origin header: choices are taken only from the pages of the site's configured origins",
+            )
+        if origin not in site.origins:
             raise Rejected(
                 DropReason.BAD_ORIGIN, 403, "origin", f"origin {origin!r} is not allowed for this site"
+            )
+        wait = state.grant_buckets.take(choice["consent_id"])  # door: choices per consent id
+        if wait:
+            state.metrics.limited("grant")
+            raise Rejected(
+                DropReason.RATE_LIMITED,
+                429,
+                "consent_id",
+                "too many choices for this consent id; try again later",
+                retry_after=retry_after(wait),
             )
         if choice["revision"] > site.revision:
             raise _bad("revision", f"newer than the site's current revision ({site.revision})")
@@ -135,6 +153,8 @@ async def post_consent(request: Request) -> Response:
             )
     except Rejected as exc:
         state.metrics.drop(exc.reason)
+        if exc.retry_after is not None:
+            headers = {**headers, "Retry-After": exc.retry_after}
         return json_response(exc.body(), exc.status, headers)
 
     if request.headers.get("sec-gpc") == "1":

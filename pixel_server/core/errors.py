@@ -23,6 +23,7 @@ class DropReason(StrEnum):
     BOT = "bot"  # 200 with nothing stored: crawlers, monitors, headless browsers
     UNAVAILABLE = "unavailable"  # 503: the journal could not write (I/O error); nothing acknowledged
     JOURNAL_FULL = "journal_full"  # 503 + Retry-After: over journal.max_bytes or the free-disk reserve
+    RATE_LIMITED = "rate_limited"  # 429 + Retry-After: over a visitor limit ([limits]; by grant here)
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,7 @@ class Rejected(Exception):
     field: str | None
     detail: str
     events: int = 1
+    retry_after: str | None = None  # seconds, sent as Retry-After (429, 503)
 
     def body(self) -> dict[str, Any]:
         return {"error": self.reason.value, "field": self.field, "detail": self.detail}

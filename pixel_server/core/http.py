@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import ipaddress
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import Receive
+from starlette.types import Receive, Scope
 
 from pixel_server.core.errors import DropReason, Rejected
 
@@ -62,3 +63,32 @@ async def read_body(content_length: str | None, receive: Receive, limit: int = M
 
 async def read_capped(request: Request, limit: int = MAX_BODY) -> bytes:
     return await read_body(request.headers.get("content-length"), request.receive, limit)
+
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def client_ip(scope: Scope, trusted: Sequence[Network]) -> str:
+    """The client's address: the peer, or, when the peer is a trusted proxy, the nearest address in
+    ``X-Forwarded-For`` that is not one of ours (the right-most: the left ones are the client's
+    word). Used as a rate-limit key in memory only: never stored or logged."""
+    peer = scope.get("client")
+    ip: str = peer[0] if peer else ""
+    if not trusted or not _is_trusted(ip, trusted):
+        return ip
+    for k, v in scope["headers"]:
+        if k == b"x-forwarded-for":
+            hops: list[str] = bytes(v).decode("latin-1").split(",")
+            for hop in reversed(hops):
+                hop = hop.strip()
+                if hop and not _is_trusted(hop, trusted):
+                    return hop
+    return ip
+
+
+def _is_trusted(ip: str, trusted: Sequence[Network]) -> bool:
+    try:
+        addr = ipaddress.ip_address(ip)
+    except ValueError:
+        return False
+    return any(addr in net for net in trusted)

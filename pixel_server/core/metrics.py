@@ -98,6 +98,23 @@ class Metrics:
             registry=r,
         )
 
+        # door: the front door's refusals
+        self.rate_limited = Counter(
+            "jobpixel_rate_limited",
+            "Requests refused with 429, by the limit that refused them (ip, grant)",
+            ["reason"],
+            registry=r,
+        )
+        self._limited = {reason: self.rate_limited.labels(reason) for reason in ("ip", "grant")}
+        self.ops_refused = Counter(
+            "jobpixel_ops_unauthorized",
+            "Requests to /metrics or the full /readyz without the ops token",
+            registry=r,
+        )
+
+    def limited(self, reason: str) -> None:
+        self._limited[reason].inc()
+
     def drop(self, reason: DropReason, n: int = 1) -> None:
         self._dropped[reason].inc(n)
 

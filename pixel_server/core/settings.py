@@ -28,14 +28,13 @@ SIGNING_KEYS_ENV = "JOBPIXEL_SIGNING_KEYS"
 CLICKHOUSE_URL_ENV = "CLICKHOUSE_URL"
 CONFIG_ENV = "JOBPIXEL_CONFIG"
 HASH_KEY_ENV = "JOBPIXEL_HASH_KEY"  # grant: keys the visitor hash in the consent log
+OPS_TOKEN_ENV = "JOBPIXEL_OPS_TOKEN"  # door: the operator's bearer token for /metrics and the full /readyz
 
 UTM_QUERY_KEYS = frozenset(("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content"))
 _QUERY_KEY_RE = re.compile(r"^[a-z0-9_.\-\[\]]{1,64}$")
 _ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 _DB_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 _HOST_RE = re.compile(r"^(?=.{1,253}$)[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$")
-# Regex syntax Python accepts and JavaScript does not (the pixel runs the patterns).
-_PY_ONLY_RE = re.compile(r"\(\?P[<=]|\(\?[aiLmsux-]+[):]|\(\?#|\\[AZ]")
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 LANGS = ("nb", "nn", "en")
 
@@ -78,9 +77,9 @@ class Site:
     revision: int = 1
     lang: str = "nb"
     policy_url: str | None = None
-    ad_pattern: str | None = None
+    ad_pattern: str | None = None  # door: the regex compiled from ad_template (what the pixel runs)
     ats_hosts: tuple[str, ...] = ()
-    thanks_pattern: str | None = None
+    thanks_pattern: str | None = None  # door: compiled from thanks_template
     float_button: bool = False
     channels: Mapping[str, Mapping[str, str]] = field(default_factory=lambda: MappingProxyType({}))
     texts: Mapping[str, Mapping[str, str]] = field(default_factory=lambda: MappingProxyType({}))
@@ -89,6 +88,20 @@ class Site:
     # reports (issue #9): report days are counted in this zone; rows under k_floor visitors are hidden
     timezone: str = "Europe/Oslo"
     k_floor: int = 5
+    # door: the path templates as configured (ad_pattern / thanks_pattern hold their compiled regexes)
+    ad_template: str | None = None
+    thanks_template: str | None = None
+
+
+@dataclass(frozen=True)
+class Limits:
+    """door: the visitor endpoints' abuse limits (token buckets, in memory only; README "Limits")."""
+
+    ip_rate_per_s: float = 50.0  # requests per second per client IP (0: off) ...
+    ip_burst: int = 500  # ... with bursts up to this many
+    grant_rate_per_s: float = 2.0  # events and choices per second per consent id (0: off) ...
+    grant_burst: int = 120  # ... with bursts up to this many
+    max_keys: int = 100_000  # buckets kept per limiter; idle ones are forgotten first
 
 
 @dataclass(frozen=True)
@@ -107,7 +120,7 @@ class Settings:
     trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     token_days: int = 396
     flush_interval_s: float = 1.0
-    flush_max_rows: int = 20_000
+    flush_max_rows: int = 5_000  # door: chDB holds ~9 KB per row of one insert at its peak (bench/README.md)
     # [journal]
     journal_max_bytes: int = 4 * 1024**3
     journal_reserve_bytes: int = 256 * 1024**2
@@ -119,6 +132,8 @@ class Settings:
     # -- forwarding (branch channels) --
     forwarding: Forwarding = field(default_factory=lambda: Forwarding())
     admin: Access = field(default_factory=Access)  # reports: sees every site
+    limits: Limits = field(default_factory=Limits)  # door
+    ops_token: str | None = field(default=None, repr=False)  # door: JOBPIXEL_OPS_TOKEN
 
     @property
     def journal_dir(self) -> Path:
@@ -152,7 +167,9 @@ def from_mapping(
 ) -> Settings:
     """Build settings from an already parsed TOML document (tests use this too)."""
     _only_keys(
-        raw, "", {"server", "storage", "identity", "partners", "sites", "journal", "forwarding", "admin"}
+        raw,
+        "",
+        {"server", "storage", "identity", "partners", "sites", "journal", "forwarding", "admin", "limits"},
     )
     server = _table(raw, "server")
     storage = _table(raw, "storage")
@@ -259,7 +276,7 @@ def from_mapping(
         trusted_proxies=tuple(proxies),
         token_days=token_days,
         flush_interval_s=_int(storage, "flush_interval_ms", "storage", default=1000, lo=10, hi=60_000) / 1000,
-        flush_max_rows=_int(storage, "flush_max_rows", "storage", default=20_000, lo=1, hi=10_000_000),
+        flush_max_rows=_int(storage, "flush_max_rows", "storage", default=5_000, lo=1, hi=10_000_000),
         journal_max_bytes=max_bytes,
         journal_reserve_bytes=_int(
             journal, "reserve_bytes", "journal", default=256 * 1024**2, lo=0, hi=2**50
@@ -271,6 +288,8 @@ def from_mapping(
         hash_key=hash_key,
         forwarding=_forwarding(_table(raw, "forwarding"), _table(raw, "sites"), sites, env),
         admin=_admin(raw),
+        limits=_limits(_table(raw, "limits")),
+        ops_token=_ops_token(env),
     )
 
 
@@ -310,18 +329,16 @@ def _site(sid: str, t: Mapping[str, Any], partners: Mapping[str, Partner]) -> Si
     lang = _str(t, "lang", key, default="nb")
     if lang not in LANGS:
         raise ConfigError(f"{key}.lang: must be one of {', '.join(LANGS)}")
+    patterns = {}
     for pat_key in ("ad_pattern", "thanks_pattern"):
         pat = t.get(pat_key)
-        if pat is not None:
+        if pat is not None and pat != "":
+            if not isinstance(pat, str):
+                raise ConfigError(f"{key}.{pat_key}: must be a path template like '/stilling/{{ad}}'")
             try:
-                re.compile(str(pat))
-            except re.error as exc:
-                raise ConfigError(f"{key}.{pat_key}: not a valid regular expression: {exc}") from None
-            if _PY_ONLY_RE.search(str(pat)):
-                raise ConfigError(
-                    f"{key}.{pat_key}: uses Python-only syntax ((?P<…>), inline flags, \\A, \\Z); "
-                    "the pixel runs it as a JavaScript regular expression"
-                )
+                patterns[pat_key] = compile_path_template(pat, ad=pat_key == "ad_pattern")
+            except ValueError as exc:
+                raise ConfigError(f"{key}.{pat_key}: {exc}") from None
     if "float_button" in t and not isinstance(t["float_button"], bool):
         raise ConfigError(f"{key}.float_button: must be true or false")
     for i, h in enumerate(_list(t, "ats_hosts", key)):
@@ -357,9 +374,11 @@ def _site(sid: str, t: Mapping[str, Any], partners: Mapping[str, Partner]) -> Si
         revision=_int(t, "revision", key, default=1, lo=1, hi=2**31 - 1),
         lang=lang,
         policy_url=str(policy_url) if policy_url is not None else None,
-        ad_pattern=str(t["ad_pattern"]) if t.get("ad_pattern") else None,
+        ad_pattern=patterns.get("ad_pattern"),
         ats_hosts=tuple(str(h).lower() for h in _list(t, "ats_hosts", key)),
-        thanks_pattern=str(t["thanks_pattern"]) if t.get("thanks_pattern") else None,
+        thanks_pattern=patterns.get("thanks_pattern"),
+        ad_template=t.get("ad_pattern") or None,
+        thanks_template=t.get("thanks_pattern") or None,
         float_button=bool(t.get("float_button", False)),
         channels=MappingProxyType(chans),
         texts=MappingProxyType(texts),
@@ -383,6 +402,98 @@ def _keep_query(t: Mapping[str, Any], key: str) -> frozenset[str]:
             )
         out.add(k.lower())
     return frozenset(out)
+
+
+# -- door: path templates, abuse limits, the operator's token (issue #7 §4-5) --------------------
+# A path template is matched against location.pathname + location.search. Literal characters are
+# the unreserved URL characters and '%' (percent-encoded bytes, as browsers send non-ASCII), '/'
+# separates segments; '{ad}' is one segment (the ad id, group 1); '*' is any characters within one
+# segment, or anything at all (query included) when it ends the template. Without a trailing '*'
+# the template must match the whole path, and any query string may follow.
+_TEMPLATE_LITERAL = re.compile(r"[A-Za-z0-9._~%-]+|/")
+AD_SEGMENT = "([^/?#]+)"
+STAR_SEGMENT = "[^/?#]*"
+STAR_END = ".*"
+QUERY_TAIL = "(?:[?#]|$)"
+TEMPLATE_MAX = 200
+
+
+def compile_path_template(template: str, ad: bool = False) -> str:
+    """The anchored regular expression (the same in Python and JavaScript) a path template means.
+
+    No nested quantifiers can come out of it: every quantifier is on a character class, and two
+    of them never touch, so matching is linear in the input. Raises ``ValueError`` saying what is
+    wrong (a former free regex, say)."""
+    example = "'/stilling/{ad}'" if ad else "'/takk*'"
+    if len(template) > TEMPLATE_MAX:
+        raise ValueError(f"longer than {TEMPLATE_MAX} characters")
+    if not template.startswith("/"):
+        raise ValueError(f"must be a path template starting with '/', like {example}")
+    out, i, n_ad = ["^"], 0, 0
+    last_quantified = False
+    while i < len(template):
+        if template.startswith("{ad}", i):
+            if last_quantified:
+                raise ValueError("'{ad}' cannot follow '*' or '{ad}' directly (ambiguous)")
+            out.append(AD_SEGMENT)
+            n_ad += 1
+            i += 4
+            last_quantified = True
+            continue
+        c = template[i]
+        if c == "*":
+            if last_quantified:
+                raise ValueError("'*' cannot follow '*' or '{ad}' directly (ambiguous)")
+            out.append(STAR_END if i == len(template) - 1 else STAR_SEGMENT)
+            i += 1
+            last_quantified = True
+            continue
+        m = _TEMPLATE_LITERAL.match(template, i)
+        if m is None:
+            raise ValueError(
+                f"{template[i]!r} at position {i} is not allowed: a path template has letters, digits, "
+                f"'-._~%', '/', '{{ad}}' and '*' only (a regular expression is no longer accepted), "
+                f"like {example}"
+            )
+        out.append(m.group().replace(".", "\\."))
+        i = m.end()
+        last_quantified = False
+    if n_ad > 1:
+        raise ValueError("'{ad}' may appear once")
+    if ad and n_ad == 0:
+        raise ValueError(f"needs '{{ad}}' where the ad id is in the path, like {example}")
+    if not template.endswith("*"):
+        out.append(QUERY_TAIL)
+    return "".join(out)
+
+
+def _limits(t: Mapping[str, Any]) -> Limits:
+    _only_keys(t, "limits.", {"ip_rate_per_s", "ip_burst", "grant_rate_per_s", "grant_burst", "max_keys"})
+    rates = {}
+    for name, default in (
+        ("ip_rate_per_s", Limits.ip_rate_per_s),
+        ("grant_rate_per_s", Limits.grant_rate_per_s),
+    ):
+        value = t.get(name, default)
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1_000_000:
+            raise ConfigError(f"limits.{name}: must be a number from 0 (off) to 1000000")
+        rates[name] = float(value)
+    return Limits(
+        ip_rate_per_s=rates["ip_rate_per_s"],
+        ip_burst=_int(t, "ip_burst", "limits", default=Limits.ip_burst, lo=1, hi=10_000_000),
+        grant_rate_per_s=rates["grant_rate_per_s"],
+        grant_burst=_int(t, "grant_burst", "limits", default=Limits.grant_burst, lo=50, hi=10_000_000),
+        max_keys=_int(t, "max_keys", "limits", default=Limits.max_keys, lo=100, hi=100_000_000),
+    )
+
+
+def _ops_token(env: Mapping[str, str]) -> str | None:
+    token = env.get(OPS_TOKEN_ENV, "").strip()
+    if not token:
+        return None
+    if len(token) < 16:
+        raise ConfigError(f"{OPS_TOKEN_ENV}: too short, use at least 16 characters")
+    return token
 
 
 # -- reports: partner/admin access and the site's report zone (issue #9) ---------------------------

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from pixel_server.core.grant import Grants
 from pixel_server.core.journal import Journal
 from pixel_server.core.metrics import Metrics
+from pixel_server.core.ratelimit import Buckets
 from pixel_server.core.settings import Settings
 from pixel_server.core.store import Loader, Store
 
@@ -26,3 +27,5 @@ class State:
     journal: Journal
     store: Store | None = None
     loader: Loader | None = None
+    # door: events and choices per consent id (limits.grant_*); create_app sets it from the settings
+    grant_buckets: Buckets = field(default_factory=lambda: Buckets(0, 1))

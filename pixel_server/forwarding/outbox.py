@@ -47,6 +47,8 @@ log = logging.getLogger("jobpixel.forwarding")
 CONSUMER = "outbox"  # the journal consumer name
 AGE_MARGIN_S = 600.0  # an event is too old this long before the channel's limit: it must arrive in time
 IDLE_S = 1.0
+PASS_S = 2.0  # a pass sends at most about this many seconds' worth of a channel's rate limit
+ADS_CACHE_MAX = 100_000
 # (site, ad id) -> the ad's job metadata ({title, category, location, employer}); the reports branch keeps
 # one row per ad (0003 `ads`): an in-memory lookup over it, never a query per event on the loop.
 AdLookup = Callable[[str, str], Mapping[str, Any]]
@@ -79,8 +81,11 @@ class Outbox:
         self.rng = rng if rng is not None else random.Random()
         self.store = OutboxStore(directory or settings.data_dir / "outbox", fsync=fsync)
         self.ads = ads
+        self._ads: dict[tuple[str, str], dict[str, str]] = {}
         self.options = Options(self.fwd.debug, self.fwd.meta_api_version, self.fwd.linkedin_version)
         self._wake = asyncio.Event()
+        self._finishing: list[tuple[list[tuple[Delivery, dict[str, Any]]], float, asyncio.Future[None]]] = []
+        self._finisher: asyncio.Task[None] | None = None
         self._task: asyncio.Task[None] | None = None
         self._opened = False
 
@@ -101,6 +106,12 @@ class Outbox:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        if self._finisher is not None:  # channels' answers already in: make them durable first
+            with contextlib.suppress(Exception):
+                await self._finisher
+        if self._opened:
+            with contextlib.suppress(Exception):  # what is not logged now is logged at the next start
+                await self.flush_log()
         await self.sender.aclose()
         self.store.close()
 
@@ -136,8 +147,10 @@ class Outbox:
     async def pump(self) -> int:
         queued = 0
         for segment in self.cursor.pending():
-            tables, _torn = await asyncio.to_thread(segment.read)
-            deliveries, finals = self._plan(_rows(tables.get("events", b"")))
+            rows, ads = await asyncio.to_thread(_read, segment)
+            self._learn_ads(ads)
+            await self._fetch_ads(rows)
+            deliveries, finals = self._plan(rows)
             new = await asyncio.to_thread(self.store.enqueue, deliveries)
             for d in new:
                 self.metrics.count(self.metrics.queued, d.channel)
@@ -145,7 +158,7 @@ class Outbox:
             if finals:
                 new_keys = {d.key for d in new}
                 await self._finish([(d, st, msg) for d, st, msg in finals if d.key in new_keys])
-            self.cursor.commit(segment)
+            await asyncio.to_thread(self.cursor.commit, segment)  # fsyncs: off the loop
         return queued
 
     def _plan(
@@ -160,12 +173,11 @@ class Outbox:
             # Only under a marketing grant we can trace: no consent id, no forwarding.
             if not (event.marketing and event.consent_id and event.choice_id and event.event_id):
                 continue
-            if not event.job and event.ad_id and self.ads is not None:
+            if not event.job and event.ad_id:
                 # apply events carry no job metadata: the ad's, as the pageviews described it
-                job = self.ads(event.site, event.ad_id)
-                event = replace(
-                    event, job={k: v for k, v in job.items() if k in JOB_KEYS and isinstance(v, str)}
-                )
+                job = self._ads.get((event.site, event.ad_id))
+                if job:
+                    event = replace(event, job=job)
             for name, target in self.fwd.targets.get(event.site, {}).items():
                 channel = registry.load(name)
                 if not channel.server_side or event.name not in channel.events:
@@ -177,6 +189,44 @@ class Outbox:
                 except Unmappable as exc:
                     finals.append((d, "failed_final", str(exc)))
         return out, finals
+
+    def _learn_ads(self, rows: Iterable[Mapping[str, Any]]) -> None:
+        """The ``ads`` sightings journaled with the events (put_ad): the newest metadata per ad."""
+        for row in rows:
+            latest = row.get("latest")
+            site, ad = row.get("site_id"), row.get("ad_id")
+            if isinstance(latest, Mapping) and isinstance(site, str) and isinstance(ad, str) and ad:
+                job = _job(latest)
+                if job:
+                    if len(self._ads) >= ADS_CACHE_MAX:
+                        self._ads.clear()
+                    self._ads[(site, ad)] = job
+
+    async def _fetch_ads(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Ads not seen in the journal since start: asked of :attr:`ads` (the store) off the loop."""
+        if self.ads is None:
+            return
+        missing = {
+            (row["site_id"], row["ad_id"])
+            for row in rows
+            if row.get("marketing") in (1, True)
+            and not row.get("job")
+            and isinstance(row.get("site_id"), str)
+            and isinstance(row.get("ad_id"), str)
+            and row["ad_id"]
+            and (row["site_id"], row["ad_id"]) not in self._ads
+        }
+        if not missing:
+            return
+        lookup = self.ads
+        many = getattr(lookup, "many", None)  # one query for all (StoreAds), else one call per ad
+        if many is not None:
+            found: Mapping[tuple[str, str], Mapping[str, Any]] = await asyncio.to_thread(many, missing)
+        else:
+            found = {key: await asyncio.to_thread(lookup, *key) for key in missing}
+        for key, meta in found.items():
+            if job := _job(meta):
+                self._ads[key] = job
 
     # -- 2. outbox → channels ------------------------------------------------------------------------
     async def deliver_due(self) -> int:
@@ -190,12 +240,15 @@ class Outbox:
                 finals.append((d, "failed_final", "channel no longer configured for this site (secret_env)"))
                 continue
             channel = registry.load(d.channel)
-            if self._revoked(d.event):
+            judgeable = self._judgeable(d.event)
+            if judgeable and self._revoked(d.event):
                 finals.append((d, "withdrawn", "consent withdrawn before delivery"))
             elif now - d.event.ts > channel.max_age_s - AGE_MARGIN_S:
                 finals.append(
                     (d, "too_old", f"older than {channel.name}'s limit of {channel.max_age_s:.0f} s")
                 )
+            elif not judgeable:
+                continue  # the consent log is not loaded yet (store away at start): wait, never guess
             else:
                 ready.append(d)
         await self._finish(finals)
@@ -203,12 +256,29 @@ class Outbox:
         for d in sorted(ready, key=lambda d: d.event.ts):
             channel = registry.load(d.channel)
             groups.setdefault((d.channel, d.event.site, channel.batch_key(d.event)), []).append(d)
-        batches = []
+        batches: list[tuple[str, str, list[Delivery]]] = []
+        per_channel: dict[str, int] = {}
         for (name, site, _), ds in groups.items():
             limit = registry.load(name).batch_limit
-            batches += [(name, site, ds[i : i + limit]) for i in range(0, len(ds), limit)]
+            for i in range(0, len(ds), limit):
+                # a pass waits for its slowest channel: bounded, so the journal is read again soon;
+                # what is left stays due and goes in the next pass
+                if per_channel.get(name, 0) >= self._pass_batches(name):
+                    break
+                per_channel[name] = per_channel.get(name, 0) + 1
+                batches.append((name, site, ds[i : i + limit]))
         await asyncio.gather(*(self._send(name, site, batch) for name, site, batch in batches))
         return len(batches)
+
+    def _pass_batches(self, channel: str) -> int:
+        limits = self.fwd.limits_for(channel)
+        return max(limits.concurrency, int(limits.rate_per_s * PASS_S))
+
+    def _judgeable(self, event: Event) -> bool:
+        can_judge = getattr(self.revocations, "can_judge", None)
+        if can_judge is None:
+            return True
+        return bool(can_judge(GrantRef(event.consent_id, event.choice_id, event.site, event.grant_issued_at)))
 
     def _revoked(self, event: Event) -> bool:
         grant = GrantRef(event.consent_id, event.choice_id, event.site, event.grant_issued_at)
@@ -256,13 +326,40 @@ class Outbox:
             return
         now = self.clock()
         rows = [(d, self._row(d, status, message, now)) for d, status, message in finals]
-        await asyncio.to_thread(self.store.finish, rows, now)
+        await self._finish_durably(rows, now)
         for d, status, _ in finals:
             if status == "sent":
                 self.metrics.count(self.metrics.sent, d.channel)
                 self.metrics.latency.labels(d.channel).observe(max(0.0, now - d.event.ts))
             else:
                 self.metrics.drop(d.channel, status)
+
+    async def _finish_durably(self, rows: list[tuple[Delivery, dict[str, Any]]], now: float) -> None:
+        """Group commit: the batches of a pass that end at about the same time share one fsync of the
+        outbox file (as the journal's requests do); each waits until its own records are durable."""
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._finishing.append((rows, now, fut))
+        if self._finisher is None or self._finisher.done():
+            self._finisher = asyncio.create_task(self._finish_groups())
+        await fut
+
+    async def _finish_groups(self) -> None:
+        while self._finishing:
+            await asyncio.sleep(0)  # let the batches answered in this loop iteration join the group
+            group, self._finishing = self._finishing, []
+            rows = [r for g in group for r in g[0]]
+            try:
+                await asyncio.to_thread(self.store.finish, rows, max(g[1] for g in group))
+            except BaseException as exc:
+                for *_, f in group:
+                    if not f.done():
+                        f.set_exception(exc)
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
+                continue
+            for *_, f in group:
+                if not f.done():
+                    f.set_result(None)
 
     def _row(self, d: Delivery, status: Status, message: str, now: float) -> dict[str, Any]:
         e = d.event
@@ -315,9 +412,22 @@ class Outbox:
         self.metrics.oldest.set(st["oldest_age_s"] or 0)
 
 
-def _rows(data: bytes) -> list[dict[str, Any]]:
+def _read(segment: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """A segment's marketing ``events`` rows and its ``ads`` rows (off the loop)."""
+    tables, _torn = segment.read()
+    return _rows(tables.get("events", b""), marketing_only=True), _rows(tables.get("ads", b""))
+
+
+# put_rows writes the flag as `"marketing":1` (orjson, no spaces); a quote inside a JSON string is escaped,
+# so a line without these bytes is not a marketing row and is never parsed (most rows are not).
+_MARKETING = (b'"marketing":1', b'"marketing":true')
+
+
+def _rows(data: bytes, marketing_only: bool = False) -> list[dict[str, Any]]:
     out = []
     for line in data.splitlines():
+        if marketing_only and _MARKETING[0] not in line and _MARKETING[1] not in line:
+            continue
         try:
             row = orjson.loads(line)
         except orjson.JSONDecodeError:
@@ -325,6 +435,10 @@ def _rows(data: bytes) -> list[dict[str, Any]]:
         if isinstance(row, dict):
             out.append(row)
     return out
+
+
+def _job(meta: Mapping[str, Any]) -> dict[str, str]:
+    return {k: v for k in JOB_KEYS if isinstance(v := meta.get(k), str) and v}
 
 
 def _per_event(outcome: Outcome, n: int) -> Sequence[str | None]:

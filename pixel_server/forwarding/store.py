@@ -28,7 +28,7 @@ import os
 import threading
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -81,7 +81,11 @@ class OutboxStore:
         # least this often, not only when the file is mostly obsolete.
         self.compact_every_s = compact_every_s
         self._compacted = time.monotonic()
+        # _lock guards the state (the event loop reads it: held briefly); _io orders the file's writes and
+        # is held across each fdatasync, so a slow disk never makes the loop wait on the state lock.
         self._lock = threading.Lock()
+        self._io = threading.Lock()
+        self._dirty = False
         self._state = _State()
         self._lines = 0
         self._pruned = 0.0
@@ -92,7 +96,7 @@ class OutboxStore:
         """Replay the file, cut a torn tail, compact, and open it for appending."""
         self.directory.mkdir(parents=True, exist_ok=True)
         now = time.time() if now is None else now
-        with self._lock:
+        with self._io, self._lock:
             state = _State()
             if self.path.exists():
                 data = self.path.read_bytes()
@@ -125,26 +129,30 @@ class OutboxStore:
         with self._lock:
             return len(self._state.pending)
 
-    # -- writing (each call is one write + one fdatasync) --------------------------------------------
+    # -- writing (each call: one write + one fdatasync, under _io) ---------------------------------
     def enqueue(self, deliveries: Iterable[Delivery]) -> list[Delivery]:
         """Queue the deliveries not seen before; returns those."""
-        with self._lock:
-            s = self._state
-            new = [
-                d
-                for d in deliveries
-                if d.key not in s.pending and d.key not in s.unlogged and d.key not in s.done
-            ]
-            new = list({d.key: d for d in new}.values())
+        with self._io:
+            with self._lock:
+                s = self._state
+                new = [
+                    d
+                    for d in deliveries
+                    if d.key not in s.pending and d.key not in s.unlogged and d.key not in s.done
+                ]
+                new = list({d.key: d for d in new}.values())
+            # the file is _io's: written without the state lock, so the loop's readers never wait for it
             self._append(
                 {"q": d.key, "ch": d.channel, "ev": _event_json(d.event), "at": d.queued_at} for d in new
             )
-            for d in new:
-                s.pending[d.key] = d
+            with self._lock:
+                for d in new:
+                    s.pending[d.key] = d
+            self._sync()
             return new
 
     def attempted(self, deliveries: Iterable[Delivery]) -> None:
-        with self._lock:
+        with self._io:  # the file only: the attempts are already on the Delivery objects
             self._append(
                 {
                     "a": d.key,
@@ -157,36 +165,41 @@ class OutboxStore:
                 }
                 for d in deliveries
             )
+            self._sync()
 
     def finish(self, finished: Iterable[tuple[Delivery, Mapping[str, Any]]], now: float) -> None:
-        with self._lock:
+        with self._io:
             items = list(finished)
             self._append({"d": d.key, "row": dict(row), "t": now} for d, row in items)
-            s = self._state
-            for d, row in items:
-                s.pending.pop(d.key, None)
-                s.unlogged[d.key] = dict(row)
-                s.done[d.key] = now
+            with self._lock:
+                s = self._state
+                for d, row in items:
+                    s.pending.pop(d.key, None)
+                    s.unlogged[d.key] = dict(row)
+                    s.done[d.key] = now
+            self._sync()
 
     def logged(self, keys: Iterable[str]) -> None:
-        with self._lock:
-            keys = [k for k in keys if k in self._state.unlogged]
-            self._append({"l": k} for k in keys)
-            for k in keys:
-                del self._state.unlogged[k]
-            now = time.time()
-            if now - self._pruned > 600:  # forget finished keys past the replay window
-                self._pruned = now
-                done = self._state.done
-                for k in [k for k, t in done.items() if now - t >= self.keep_done_s]:
-                    del done[k]
-            live = len(self._state.pending) + len(self._state.unlogged) + len(self._state.done)
-            stale = time.monotonic() - self._compacted >= self.compact_every_s and self._lines > live
-            if stale or (self._lines > 10_000 and self._lines > 4 * live):
-                self._rewrite()
+        with self._io:
+            with self._lock:
+                keys = [k for k in keys if k in self._state.unlogged]
+                self._append({"l": k} for k in keys)
+                for k in keys:
+                    del self._state.unlogged[k]
+                now = time.time()
+                if now - self._pruned > 600:  # forget finished keys past the replay window
+                    self._pruned = now
+                    done = self._state.done
+                    for k in [k for k, t in done.items() if now - t >= self.keep_done_s]:
+                        del done[k]
+                live = len(self._state.pending) + len(self._state.unlogged) + len(self._state.done)
+                stale = time.monotonic() - self._compacted >= self.compact_every_s and self._lines > live
+                if stale or (self._lines > 10_000 and self._lines > 4 * live):
+                    self._rewrite()
+            self._sync()
 
     def close(self) -> None:
-        with self._lock:
+        with self._io, self._lock:
             if self._fh is not None:
                 self._fh.close()
                 self._fh = None
@@ -199,9 +212,15 @@ class OutboxStore:
         assert self._fh is not None, "OutboxStore.open() first"
         self._fh.write(data)
         self._fh.flush()
-        if self.fsync:
-            os.fdatasync(self._fh.fileno())
+        self._dirty = True
         self._lines += data.count(b"\n")
+
+    def _sync(self) -> None:
+        """fdatasync what this caller wrote (holding ``_io``, not the state lock)."""
+        if self._dirty and self._fh is not None:
+            self._dirty = False
+            if self.fsync:
+                os.fdatasync(self._fh.fileno())
 
     def _rewrite(self) -> None:
         """Write the live state to a new file, fsync it, and rename it over the old one."""
@@ -241,10 +260,19 @@ class OutboxStore:
         self._lines = len(records)
         self._compacted = time.monotonic()
         self._fh = self.path.open("ab")
+        self._dirty = False  # the new file was fsynced whole
+
+
+_EVENT_FIELDS = tuple(Event.__dataclass_fields__)
 
 
 def _event_json(event: Event) -> dict[str, Any]:
-    return {k: (dict(v) if isinstance(v, Mapping) else v) for k, v in asdict(event).items()}
+    # not dataclasses.asdict: it deep-copies every field, a cost paid per delivery on the hot path
+    out = {}
+    for k in _EVENT_FIELDS:
+        v = getattr(event, k)
+        out[k] = dict(v) if isinstance(v, Mapping) else v
+    return out
 
 
 def _apply(s: _State, rec: Mapping[str, Any]) -> None:

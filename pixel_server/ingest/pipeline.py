@@ -11,7 +11,6 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
 import orjson
 from starlette.requests import Request
@@ -22,6 +21,7 @@ from pixel_server.core.errors import DropReason, Rejected
 from pixel_server.core.grant import Grant
 from pixel_server.core.http import check_content_type, cors_for, read_body
 from pixel_server.core.journal import JournalError, JournalFull
+from pixel_server.core.ratelimit import retry_after
 from pixel_server.core.settings import Site
 from pixel_server.core.state import State
 from pixel_server.ingest.enrich import (
@@ -59,23 +59,24 @@ def drop_unknown_site(state: State, batch: Batch) -> None:
 
 
 def drop_bad_origin(state: State, batch: Batch) -> None:
+    """door: a browser sends ``Origin`` with every POST; without one, or with one the site does not
+    list, nothing is stored (non-browser clients are not our users)."""
     header = batch.headers.get("origin")
-    for i, hit in enumerate(batch.hits):
-        allowed = batch.sites[hit.site].origins
-        if header is not None:
-            if header not in allowed:
-                raise Rejected(
-                    DropReason.BAD_ORIGIN, 403, "origin", f"origin {header!r} is not allowed for this site"
-                )
-        else:
-            parts = urlsplit(hit.url)
-            if f"{parts.scheme}://{parts.netloc.lower()}" not in allowed:
-                raise Rejected(
-                    DropReason.BAD_ORIGIN,
-                    403,
-                    _field(batch, i, "url"),
-                    "the page's origin is not allowed for this site",
-                )
+    if header is None:
+        raise Rejected(
+            DropReason.BAD_ORIGIN,
+            403,
+            "origin",
+            "no Origin header: events are taken only from the pages of the site's configured origins",
+        )
+    for hit in batch.hits:
+        if header not in batch.sites[hit.site].origins:
+            raise Rejected(
+                DropReason.BAD_ORIGIN,
+                403,
+                "origin",
+                f"origin {header!r} is not allowed for site {hit.site!r}",
+            )
 
 
 def drop_no_consent(state: State, batch: Batch) -> None:
@@ -119,6 +120,28 @@ def _no_consent(state: State, batch: Batch, hit: Hit, grant: Grant | None) -> st
     if not grant.statistics:
         return "the grant does not include statistics"
     return None
+
+
+def drop_over_grant_limit(state: State, batch: Batch) -> None:
+    """door: at most ``limits.grant_rate_per_s`` events per second per consent id (bursts of
+    ``grant_burst``), in memory only; a batch counts each of its events."""
+    buckets = state.grant_buckets
+    if not buckets.enabled:
+        return
+    per_consent: dict[str, int] = {}
+    for grant in batch.grants:
+        per_consent[grant.consent_id] = per_consent.get(grant.consent_id, 0) + 1
+    for consent_id, n in per_consent.items():
+        wait = buckets.take(consent_id, n)
+        if wait:
+            state.metrics.limited("grant")
+            raise Rejected(
+                DropReason.RATE_LIMITED,
+                429,
+                "token",
+                "too many events for this consent; send them again later",
+                retry_after=retry_after(wait),
+            )
 
 
 def drop_bot(state: State, batch: Batch) -> None:
@@ -176,6 +199,11 @@ def put_rows(state: State, batch: Batch) -> None:
                 "retention_days": batch.sites[hit.site].retention_days,
             }
         )
+        if marketing:  # forwarding (issue #8): for the outbox only; not columns of `events` (skipped)
+            row = batch.rows[-1]
+            row["user_agent"] = batch.headers.get("user-agent", "")
+            if hit.channel_ids:
+                row["channel_ids"] = hit.channel_ids
 
 
 def put_ad(state: State, batch: Batch) -> None:
@@ -209,7 +237,15 @@ AD_TEXT_FIELDS = (
     "valid_through",
 )
 
-STEPS = (drop_unknown_site, drop_bad_origin, drop_no_consent, drop_bot, put_rows, put_ad)
+STEPS = (
+    drop_unknown_site,
+    drop_bad_origin,
+    drop_no_consent,
+    drop_over_grant_limit,
+    drop_bot,
+    put_rows,
+    put_ad,
+)
 
 
 # The request headers the pipeline reads; everything else is never decoded.
@@ -236,6 +272,8 @@ async def process(state: State, headers: dict[str, str], receive: Receive) -> Re
                 orjson.dumps({"accepted": 0, "dropped": {"bot": len(batch.hits) if batch else 1}}),
                 cors,
             )
+        if exc.retry_after is not None:
+            cors = {**cors, "Retry-After": exc.retry_after}
         return exc.status, orjson.dumps(exc.body()), cors
     try:
         await state.journal.append("events", batch.rows)
@@ -256,9 +294,12 @@ async def process(state: State, headers: dict[str, str], receive: Receive) -> Re
     return 204, b"", _cors(headers, batch)
 
 
-async def send_reply(send: Send, reply: Reply) -> None:
+async def send_reply(send: Send, reply: Reply, more: list[tuple[bytes, bytes]] | None = None) -> None:
+    """Answer over ASGI without Starlette; ``more``: raw headers the front door's hooks added."""
     status, body, extra = reply
     raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in extra.items()]
+    if more:
+        raw += more
     if body:
         raw += [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     await send({"type": "http.response.start", "status": status, "headers": raw})

@@ -49,6 +49,7 @@ class Hit:
     token: str | None  # the grant; what may be stored comes from it (a body `marketing` is ignored)
     props: dict[str, str]
     job: dict[str, str | int] | None = None  # reports: the page's JobPosting, pageviews only
+    channel_ids: dict[str, str] | None = None  # forwarding: ids the channels' own tags set (marketing only)
 
 
 def parse_body(body: bytes) -> list[Hit]:
@@ -149,6 +150,7 @@ def parse_event(ev: dict[str, Any], prefix: str) -> Hit:
         token=token,
         props=_props(ev.get("props"), prefix),
         job=_job(ev.get("job"), prefix) if name == "pageview" else None,
+        channel_ids=_channel_ids(ev.get("channel_ids"), prefix),
     )
 
 
@@ -237,4 +239,32 @@ def _job(value: object, prefix: str) -> dict[str, str | int] | None:
                 DropReason.INVALID, 400, f"{field}.words", f"must be a whole number from 0 to {MAX_WORDS}"
             )
         out["words"] = words
+    return out or None
+
+
+# -- forwarding (issue #8): the identifiers the channels' own browser tags set on the page's domain ------
+CHANNEL_ID_KEYS = ("ga_client_id", "fbp", "fbc", "scid", "li_fat_id")  # forwarding/base.py reads these
+MAX_CHANNEL_ID = 200
+
+
+def _channel_ids(value: object, prefix: str) -> dict[str, str] | None:
+    """``{"ga_client_id", "fbp", "fbc", "scid", "li_fat_id"}``, strings; unknown keys ignored. Kept in
+    the journal row only under a marketing grant (``put_rows``); never stored in ClickHouse."""
+    if value is None:
+        return None
+    field = prefix + "channel_ids"
+    if not isinstance(value, dict):
+        raise Rejected(DropReason.INVALID, 400, field, "must be an object")
+    out: dict[str, str] = {}
+    for key in CHANNEL_ID_KEYS:
+        v = value.get(key)
+        if v is None or v == "":
+            continue
+        if not isinstance(v, str):
+            raise Rejected(DropReason.INVALID, 400, f"{field}.{key}", "must be a string")
+        if len(v) > MAX_CHANNEL_ID:
+            raise Rejected(
+                DropReason.INVALID, 400, f"{field}.{key}", f"longer than {MAX_CHANNEL_ID} characters"
+            )
+        out[key] = v
     return out or None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -23,13 +24,16 @@ from pixel_server.core.grant import Grants
 from pixel_server.core.http import json_response
 from pixel_server.core.journal import Journal
 from pixel_server.core.metrics import CONTENT_TYPE_LATEST, Metrics
+from pixel_server.core.ratelimit import Buckets
 from pixel_server.core.settings import Settings
 from pixel_server.core.state import State
+from pixel_server.core.store import RowsRefused, StoreLockedError, StoreUnavailable
+from pixel_server.forwarding import wiring as forwarding
 from pixel_server.ingest.pipeline import collect
 from pixel_server.storage import Store, StoreError, open_store
 from pixel_server.storage.loader import CONSUMER, Loader, quarantine_stats
 from pixel_server.web import assets
-from pixel_server.web.frontdoor import JobpixelApp
+from pixel_server.web.frontdoor import JobpixelApp, PreRouter, ip_limit, request_id
 
 log = logging.getLogger("jobpixel")
 
@@ -44,7 +48,7 @@ def create_app(settings: Settings, *, demo: bool = False) -> JobpixelApp:
     metrics = Metrics()
     journal = Journal(
         settings.journal_dir,
-        CONSUMERS,
+        forwarding.journal_consumers(settings, CONSUMERS),  # forwarding: + "outbox" when on
         on_commit=metrics.observe_commit,
         segment_bytes=settings.journal_segment_bytes,
         segment_seconds=settings.journal_segment_seconds,
@@ -58,6 +62,9 @@ def create_app(settings: Settings, *, demo: bool = False) -> JobpixelApp:
         choices=Choices(),
         metrics=metrics,
         journal=journal,
+        grant_buckets=Buckets(  # door: events and choices per consent id
+            settings.limits.grant_rate_per_s, settings.limits.grant_burst, settings.limits.max_keys
+        ),
     )
     loader = Loader(
         journal,
@@ -68,6 +75,7 @@ def create_app(settings: Settings, *, demo: bool = False) -> JobpixelApp:
         on_connect=lambda store: setattr(state, "store", store),
     )
     state.loader = loader
+    forwarder = forwarding.forwarder(state)  # forwarding (issue #8): None unless a site forwards
     # grant: choices and revocations acknowledged but not yet in ClickHouse (e.g. just before a crash)
     leftovers = journal_rows(journal, CONSUMER)
     state.revocations.load_rows(leftovers)
@@ -84,10 +92,14 @@ def create_app(settings: Settings, *, demo: bool = False) -> JobpixelApp:
             raise
         await _load_revocations(state)  # grant: before the first request, when the store answers
         keeper = asyncio.create_task(_keep_revocations(state))
+        if forwarder is not None:
+            await forwarder.start()
         try:
             yield
         finally:
             keeper.cancel()
+            if forwarder is not None:  # before the loader's last drain, which takes its delivery-log rows
+                await forwarder.stop()
             try:
                 await loader.stop()  # a last drain; what fails stays journaled for the next start
             except Exception as exc:
@@ -111,25 +123,54 @@ def create_app(settings: Settings, *, demo: bool = False) -> JobpixelApp:
         return json_response({"status": "ok"})
 
     async def readyz(request: Request) -> Response:
+        error = await ping.error()
+        status = ("not ready", 503) if error is not None else ("ready", 200)
+        if not is_operator(request):  # door: the details are the operator's; anyone sees up/down
+            if "authorization" in request.headers:  # a wrong token is said so, not silently ignored
+                return unauthorized()
+            return json_response({"status": status[0]}, status[1], {"Cache-Control": "no-store"})
         rows, nbytes = loader.cursor.lag()
         body = {
-            "store": "ok",
+            "status": status[0],
+            "store": error or "ok",
             "backend": settings.storage_backend,
             "spool_rows": rows,  # the loader's backlog (rows of an earlier process's segments uncounted)
             "spool_bytes": nbytes,
-            "last_flush_error": loader.last_error,
+            "last_flush_error": "store_error" if loader.last_error else None,  # never the raw message
             "journal_bytes": journal.bytes_on_disk,
             "journal_max_bytes": journal.max_bytes,
             "journal_full": journal.full,
             "quarantine_files": quarantine_stats(loader.quarantine_dir)[0],
+            "outbox": forwarder.status() if forwarder is not None else None,  # forwarding
         }
-        error = await ping.error()
-        if error is not None:
-            body["store"] = f"unavailable: {error}"
-            return json_response({"status": "not ready", **body}, 503, {"Cache-Control": "no-store"})
-        return json_response({"status": "ready", **body}, 200, {"Cache-Control": "no-store"})
+        return json_response(body, status[1], {"Cache-Control": "no-store"})
+
+    def is_operator(request: Request) -> bool:
+        """door: ``Authorization: Bearer $JOBPIXEL_OPS_TOKEN`` (constant-time compare); unset: nobody."""
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        expected = settings.ops_token
+        ok = (
+            expected is not None
+            and scheme.lower() == "bearer"
+            and hmac.compare_digest(token.strip().encode(), expected.encode())
+        )
+        return ok
+
+    def unauthorized() -> Response:
+        metrics.ops_refused.inc()
+        return json_response(
+            {
+                "error": "unauthorized",
+                "field": "authorization",
+                "detail": "send 'Authorization: Bearer <JOBPIXEL_OPS_TOKEN>'",
+            },
+            401,
+            {"WWW-Authenticate": "Bearer", "Cache-Control": "no-store"},
+        )
 
     async def metrics_route(request: Request) -> Response:
+        if not is_operator(request):
+            return unauthorized()
         rows, nbytes = loader.cursor.lag()
         metrics.spool_rows.set(rows)
         metrics.spool_bytes.set(nbytes)
@@ -172,7 +213,12 @@ def create_app(settings: Settings, *, demo: bool = False) -> JobpixelApp:
     app.state.assets = assets.Assets()
     app.state.reports_auth = Authenticator(settings)  # reports
     app.state.reports_limiter = SignInLimiter()  # reports
-    return JobpixelApp(app, state)
+    # door: the pre-router every request passes (web/frontdoor.py): request id, then the IP limit
+    front = PreRouter([request_id])
+    ip_buckets = Buckets(settings.limits.ip_rate_per_s, settings.limits.ip_burst, settings.limits.max_keys)
+    if ip_buckets.enabled:
+        front.add(ip_limit(ip_buckets, settings.trusted_proxies, all_origins, metrics))
+    return JobpixelApp(app, state, front)
 
 
 def open_and_migrate(settings: Settings) -> Store:
@@ -207,16 +253,30 @@ class _CachedPing:
     async def _ping(self) -> str | None:
         store = self.state.store
         loader = self.state.loader
-        if store is None:
-            error: str | None = (loader.last_error if loader else None) or "store not connected"
+        if store is None:  # the loader has tried and failed, or not tried yet
+            error: str | None = "unavailable" if loader is not None and loader.last_error else "not_connected"
         else:
             try:
                 await asyncio.wait_for(asyncio.to_thread(store.ping), timeout=PING_TIMEOUT_S)
                 error = None
-            except (StoreError, TimeoutError) as exc:
-                error = str(exc) or type(exc).__name__
+            except TimeoutError:
+                error = "timeout"
+            except StoreError as exc:
+                error = store_status(exc)
         self._error, self._at = error, time.monotonic()
         return error
+
+
+def store_status(exc: BaseException) -> str:
+    """door: ``/readyz`` names a store problem from a fixed vocabulary, never with its raw message
+    (which can carry hosts, users, paths): ``locked``, ``unavailable``, ``rows_refused``, ``error``."""
+    if isinstance(exc, StoreLockedError):
+        return "locked"
+    if isinstance(exc, StoreUnavailable):
+        return "unavailable"
+    if isinstance(exc, RowsRefused):
+        return "rows_refused"
+    return "error"
 
 
 async def _load_revocations(state: State) -> None:

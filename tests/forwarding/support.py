@@ -22,7 +22,15 @@ import orjson
 from pixel_server.core import settings as settings_mod
 from pixel_server.core.settings import Settings
 from pixel_server.forwarding.outbox import Outbox
-from tests.harness import DESKTOP_UA, HASH_KEY, SIGNING_KEY, config_dict, run_async
+from tests.harness import (
+    DESKTOP_UA,
+    LiveServer,
+    PartnerSite,
+    RecordingServer,
+    config_dict,
+    run_async,
+)
+from tests.harness import SECRETS as SERVER_SECRETS
 
 SECRETS = {
     "GA4_API_SECRET": "ga4-secret-abc",
@@ -40,9 +48,13 @@ LINKEDIN_RULE = "987654"
 
 
 def forwarding_config(
-    data_dir: Path, endpoint: str | None, channels: Sequence[str] = tuple(SECRET_ENV), **forwarding: Any
+    data_dir: Path,
+    endpoint: str | None,
+    channels: Sequence[str] = tuple(SECRET_ENV),
+    origin: str = "https://jobs.example.no",
+    **forwarding: Any,
 ) -> dict[str, Any]:
-    cfg = copy.deepcopy(config_dict(data_dir, "https://jobs.example.no"))
+    cfg = copy.deepcopy(config_dict(data_dir, origin))
     shop = cfg["sites"]["shop"]["channels"]
     for name in channels:
         shop[name]["secret_env"] = SECRET_ENV[name]
@@ -56,7 +68,7 @@ def forwarding_config(
 
 
 def forwarding_settings(data_dir: Path, endpoint: str | None, **kw: Any) -> Settings:
-    env = {settings_mod.SIGNING_KEYS_ENV: SIGNING_KEY, settings_mod.HASH_KEY_ENV: HASH_KEY, **SECRETS}
+    env = {**SERVER_SECRETS, **SECRETS}
     return settings_mod.from_mapping(forwarding_config(data_dir, endpoint, **kw), env, data_dir)
 
 
@@ -199,3 +211,30 @@ class FileLog:
         if not self.path.exists():
             return []
         return [orjson.loads(line) for line in self.path.read_bytes().splitlines()]
+
+
+class ForwardingServer(LiveServer):
+    """The real server (``LiveServer``) with forwarding on for site ``shop``: each channel's endpoint is
+    its own local :class:`RecordingServer`. Segments are sealed only by :meth:`flush` (the loader's
+    interval and the journal's segment age are set long), so a test decides when the outbox sees them."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        partner: PartnerSite,
+        recorders: Mapping[str, RecordingServer],
+        **forwarding: Any,
+    ) -> None:
+        super().__init__(data_dir, partner)
+        self.recorders = recorders
+        self.forwarding = forwarding
+
+    @property
+    def settings(self) -> Settings:
+        cfg = forwarding_config(
+            self.data_dir, None, channels=tuple(self.recorders), origin=self.partner.origin, **self.forwarding
+        )
+        cfg["forwarding"]["endpoints"] = {name: rec.url for name, rec in self.recorders.items()}
+        cfg["storage"]["flush_interval_ms"] = 60_000
+        cfg["journal"] = {"segment_seconds": 3600}
+        return settings_mod.from_mapping(cfg, {**SERVER_SECRETS, **SECRETS}, self.data_dir)

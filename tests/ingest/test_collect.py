@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from pixel_server.core.grant import Grants
-from tests.harness import DESKTOP_UA, SIGNING_KEY, LiveServer, make_grant
+from tests.harness import DESKTOP_UA, OPS, SIGNING_KEY, LiveServer, make_grant
 
 
 def event(pixel_server: LiveServer, token: str, **fields: Any) -> dict[str, Any]:
@@ -197,15 +197,23 @@ def test_batch_limit_and_field_path_in_batch(pixel_server: LiveServer, token: st
 
 def test_origin_not_allowed_is_403(pixel_server: LiveServer, token: str) -> None:
     r = post(pixel_server, event(pixel_server, token), {"Origin": "https://evil.example"})
-    assert r.status_code == 403 and r.json()["error"] == "bad_origin"
+    assert r.status_code == 403 and (r.json()["error"], r.json()["field"]) == ("bad_origin", "origin")
+    assert "https://evil.example" in r.json()["detail"]
     assert "access-control-allow-origin" not in r.headers
-    # Without an Origin header the page URL's origin is checked instead.
+
+
+def test_no_origin_is_refused_even_with_the_sites_page_url(pixel_server: LiveServer, token: str) -> None:
+    """door: non-browser clients are not our users; a browser sends Origin with every POST."""
     r = httpx.post(
         pixel_server.url + "/collect",
-        content=json.dumps(event(pixel_server, token, url="https://evil.example/jobb/1")),
+        content=json.dumps(event(pixel_server, token)),  # the page URL is on the site's origin
         headers={"Content-Type": "text/plain", "User-Agent": DESKTOP_UA},
     )
-    assert r.status_code == 403 and (r.json()["error"], r.json()["field"]) == ("bad_origin", "url")
+    assert r.status_code == 403 and (r.json()["error"], r.json()["field"]) == ("bad_origin", "origin")
+    assert "no Origin header" in r.json()["detail"]
+    assert pixel_server.events() == []
+    metrics = httpx.get(pixel_server.url + "/metrics", headers=OPS).text
+    assert 'jobpixel_events_dropped_total{reason="bad_origin"} 1.0' in metrics
 
 
 def test_expired_token_is_refused(pixel_server: LiveServer) -> None:
@@ -233,7 +241,7 @@ def test_bots_are_dropped_and_counted(pixel_server: LiveServer, token: str, ua: 
     r = post(pixel_server, event(pixel_server, token), {"User-Agent": ua})
     assert r.status_code == 200 and r.json() == {"accepted": 0, "dropped": {"bot": 1}}
     assert pixel_server.events() == []
-    metrics = httpx.get(pixel_server.url + "/metrics").text
+    metrics = httpx.get(pixel_server.url + "/metrics", headers=OPS).text
     assert 'jobpixel_events_dropped_total{reason="bot"} 1.0' in metrics
 
 
@@ -241,7 +249,7 @@ def test_rejections_are_counted_by_reason(pixel_server: LiveServer, token: str) 
     post(pixel_server, event(pixel_server, token, url="nope"))
     post(pixel_server, event(pixel_server, token, site="nope"))
     post(pixel_server, event(pixel_server, token))
-    text = httpx.get(pixel_server.url + "/metrics").text
+    text = httpx.get(pixel_server.url + "/metrics", headers=OPS).text
     assert 'jobpixel_events_dropped_total{reason="invalid"} 1.0' in text
     assert 'jobpixel_events_dropped_total{reason="unknown_site"} 1.0' in text
     assert 'jobpixel_events_accepted_total{site="test"} 1.0' in text

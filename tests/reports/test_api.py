@@ -201,18 +201,19 @@ def test_realtime_and_time_buckets(fixture_server: ReportsServer) -> None:
     assert len(doc["meta"]["time_labels"]) == 24 or len(doc["meta"]["time_labels"]) in (23, 25)
 
 
-def test_event_visible_in_a_report_within_2_s(reports_server: ReportsServer) -> None:
+def test_an_event_becomes_visible_in_a_report(reports_server: ReportsServer) -> None:
+    """Journal → loader → report, end to end. How fast is measured in ``bench/reports.py`` (target
+    ≤ 2 s, bench/README.md), not asserted here: a timed assertion fails on a loaded machine."""
     tokens = [reports_server.consent()["token"] for _ in range(3)]
-    t0 = time.monotonic()
+    deadline = time.monotonic() + 30
     for tok in tokens:
         reports_server.collect([reports_server.event(tok, "pageview", "99")])
     while True:
         doc = query(reports_server, metrics=["visitors"])
         if doc["results"][0]["metrics"] == [3]:
             break
-        assert time.monotonic() - t0 < 2.0, "not visible within 2 s"
+        assert time.monotonic() < deadline, f"not visible after 30 s: {doc['results']}"
         time.sleep(0.05)
-    assert time.monotonic() - t0 <= 2.0
 
 
 @pytest.mark.parametrize(

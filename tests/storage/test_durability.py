@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from pixel_server.storage.chdb_store import ChdbStore
-from tests.harness import DESKTOP_UA, SECRETS, free_port
+from tests.harness import DESKTOP_UA, OPS, SECRETS, free_port
 
 ORIGIN = "https://jobs.example.test"
 
@@ -32,6 +32,8 @@ data_dir = "{tmp / "data"}"
 [storage]
 backend = "{backend}"
 flush_interval_ms = {flush_interval_ms}
+[limits]
+grant_rate_per_s = 0  # one visitor sends all the load here: durability, not abuse limits, is tested
 [partners.p]
 name = "P"
 [sites.s]
@@ -60,7 +62,7 @@ class Proc:
             if self.p.poll() is not None:
                 raise AssertionError(f"server exited: {self.p.stderr.read() if self.p.stderr else ''}")
             try:
-                r = httpx.get(self.url + path, timeout=1)
+                r = httpx.get(self.url + path, timeout=1, headers=OPS)
                 if r.status_code == 200:
                     body: dict[str, object] = r.json()
                     return body
@@ -128,7 +130,10 @@ def test_sigkill_right_after_acknowledging_loses_nothing(tmp_path: Path, procs: 
     procs.append(restarted)
     restarted.wait_ready()
     deadline = time.monotonic() + 30
-    while httpx.get(restarted.url + "/readyz").json()["spool_bytes"] and time.monotonic() < deadline:
+    while (
+        httpx.get(restarted.url + "/readyz", headers=OPS).json()["spool_bytes"]
+        and time.monotonic() < deadline
+    ):
         time.sleep(0.1)
     assert not list((tmp_path / "data" / "journal").glob("*.jsonl")), "the journal was loaded"
     restarted.kill(signal.SIGTERM)

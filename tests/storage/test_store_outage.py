@@ -11,7 +11,7 @@ import pytest
 
 from pixel_server.core import settings as settings_mod
 from pixel_server.core.settings import Settings
-from tests.harness import DESKTOP_UA, SECRETS, LiveServer, PartnerSite, config_dict, free_port
+from tests.harness import DESKTOP_UA, OPS, SECRETS, LiveServer, PartnerSite, config_dict, free_port
 
 
 class StoreDownServer(LiveServer):
@@ -32,8 +32,8 @@ def test_store_down_at_start_spools_and_reports(tmp_path: Path, partner_site: Pa
     server = StoreDownServer(tmp_path / "data", partner_site)
     server.start()
     try:
-        ready = httpx.get(server.url + "/readyz")
-        assert ready.status_code == 503 and ready.json()["store"].startswith("unavailable")
+        ready = httpx.get(server.url + "/readyz", headers=OPS)
+        assert ready.status_code == 503 and ready.json()["store"] in ("unavailable", "not_connected")
         consent = server.consent()  # POST /consent answers although the store is away
         assert consent["token"]
         event = {
@@ -46,7 +46,7 @@ def test_store_down_at_start_spools_and_reports(tmp_path: Path, partner_site: Pa
         headers = {"Content-Type": "text/plain", "Origin": partner_site.origin, "User-Agent": DESKTOP_UA}
         r = httpx.post(server.url + "/collect", content=json.dumps(event), headers=headers)
         assert r.status_code == 204
-        ready = httpx.get(server.url + "/readyz")
+        ready = httpx.get(server.url + "/readyz", headers=OPS)
         assert ready.status_code == 503
         assert ready.json()["spool_rows"] == 2 and ready.json()["spool_bytes"] > 0  # the choice and the event
         assert server.state.loader is not None and server.state.store is None  # the loader waits for it
@@ -117,10 +117,10 @@ def test_full_journal_answers_503_with_retry_after_and_keeps_what_it_acknowledge
         assert consent_refused.value.response.status_code == 503
         assert consent_refused.value.response.json()["error"] == "journal_full"
         assert consent_refused.value.response.headers["Retry-After"] == refused.headers["Retry-After"]
-        metrics = httpx.get(server.url + "/metrics").text
+        metrics = httpx.get(server.url + "/metrics", headers=OPS).text
         assert 'jobpixel_events_dropped_total{reason="journal_full"} 52.0' in metrics
         assert "jobpixel_journal_full 1.0" in metrics
-        ready = httpx.get(server.url + "/readyz").json()
+        ready = httpx.get(server.url + "/readyz", headers=OPS).json()
         assert (
             ready["journal_full"]
             and ready["journal_bytes"] >= 1024 * 1024 > ready["journal_bytes"] - 64 * 1024

@@ -8,7 +8,7 @@ import time
 import httpx
 
 from pixel_server.web.app import PING_CACHE_S
-from tests.harness import LiveServer
+from tests.harness import OPS, LiveServer
 
 
 def test_readyz_pings_the_store_at_most_once_per_cache_period(pixel_server: LiveServer) -> None:
@@ -36,10 +36,10 @@ def test_readyz_pings_the_store_at_most_once_per_cache_period(pixel_server: Live
 
 
 def test_readyz_and_metrics_show_the_journal(pixel_server: LiveServer) -> None:
-    body = httpx.get(pixel_server.url + "/readyz").json()
+    body = httpx.get(pixel_server.url + "/readyz", headers=OPS).json()
     assert body["journal_full"] is None and body["journal_max_bytes"] == 4 * 1024**3
     assert body["quarantine_files"] == 0 and body["spool_rows"] == 0
-    metrics = httpx.get(pixel_server.url + "/metrics").text
+    metrics = httpx.get(pixel_server.url + "/metrics", headers=OPS).text
     for line in (
         "jobpixel_journal_full 0.0",
         'jobpixel_journal_consumer_lag_bytes{consumer="loader"} 0.0',

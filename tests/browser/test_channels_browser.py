@@ -1,0 +1,194 @@
+"""The ad channels in Chromium, browser side and server side together.
+
+The server forwards (``ForwardingServer``: ``secret_env`` set for GA4, Meta, LinkedIn and Snapchat on
+site ``shop``, each channel's API a local recording server); the channels' browser tags are answered by
+the ``third_party`` fixture with an empty script, so their loads are seen without the internet and the
+vendors' queue stubs keep every call the page made to them.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.parse
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from playwright.sync_api import BrowserContext, Page, Request, expect
+
+from tests.browser.conftest import ThirdParty
+from tests.forwarding.support import ForwardingServer
+from tests.harness import PartnerSite, RecordingServer
+
+FORWARDED = ("ga4", "meta", "linkedin", "snapchat")
+TAG_HOSTS = {  # pixel_server.core.channels: the five channels' script hosts
+    "www.googletagmanager.com",
+    "connect.facebook.net",
+    "snap.licdn.com",
+    "sc-static.net",
+    "adsby.bidtheatre.com",
+}
+CLICKS = "?fbclid=IwAR-browser&li_fat_id=li-browser-1&ScCid=sc-browser-1"
+AD = "jobb/4711/banner_shop.html" + CLICKS
+THANKS = "takk/banner_shop.html" + CLICKS  # thanks_pattern "/takk*": the pixel sends apply_complete
+LAYER2 = "dialog.jpb-2"
+
+
+@pytest.fixture(scope="module")
+def recorders() -> Iterator[dict[str, RecordingServer]]:
+    recs = {name: RecordingServer() for name in FORWARDED}
+    yield recs
+    for rec in recs.values():
+        rec.close()
+
+
+@pytest.fixture(scope="module")
+def pixel_server(
+    tmp_path_factory: pytest.TempPathFactory, recorders: dict[str, RecordingServer]
+) -> Iterator[ForwardingServer]:
+    partner = PartnerSite()
+    server = ForwardingServer(tmp_path_factory.mktemp("channels"), partner, recorders)
+    server.start()
+    yield server
+    server.stop()
+    partner.close()
+
+
+class Collected:
+    """The events the page sent to /collect: name → event ids."""
+
+    def __init__(self, page: Page, server: ForwardingServer) -> None:
+        self.server = server
+        self.events: list[dict[str, Any]] = []
+        page.on("request", self._seen)
+
+    def _seen(self, request: Request) -> None:
+        if request.url == self.server.url + "/collect" and request.method == "POST":
+            body = json.loads(request.post_data or "{}")
+            self.events += body if isinstance(body, list) else [body]
+
+    def ids(self, name: str) -> list[str]:
+        return [e["event_id"] for e in self.events if e.get("name") == name]
+
+
+def choose(page: Page, label: str) -> None:
+    """Click a banner button; return once the pixel was told (after POST /consent answered)."""
+    page.evaluate(
+        "() => { window.__told = false; addEventListener('jobpixel:consent', () => (window.__told = true)) }"
+    )
+    page.get_by_role("button", name=label, exact=True).click()
+    page.wait_for_function("window.__told")
+
+
+def settings(page: Page, statistics: bool, marketing: bool) -> None:
+    """Open the settings layer, set the two switches, save."""
+    page.evaluate("jobpixel('settings')")
+    expect(page.locator(LAYER2)).to_be_visible()
+    for name, on in (("Statistikk", statistics), ("Markedsføring", marketing)):
+        switch = page.get_by_role("switch", name=name)
+        switch.check() if on else switch.uncheck()
+    choose(page, "Lagre valg")
+
+
+def wait_until(page: Page, server: ForwardingServer, check: Callable[[], Any], timeout: float = 20.0) -> Any:
+    """Poll ``check`` while Playwright runs the page's routes; seal the journal for the outbox meanwhile."""
+    deadline = time.monotonic() + timeout
+    while not (got := check()):
+        assert time.monotonic() < deadline, "timed out"
+        server.flush()
+        page.wait_for_timeout(150)
+    return got
+
+
+def carried(rec: RecordingServer, event_id: str) -> bool:
+    return any(event_id in r.body.decode(errors="replace") for r in list(rec.requests))
+
+
+def hosts(urls: list[str]) -> set[str]:
+    return {urllib.parse.urlsplit(u).hostname or "" for u in urls}
+
+
+def test_channels_only_with_marketing_consent_browser_and_server(
+    page: Page,
+    context: BrowserContext,
+    pixel_server: ForwardingServer,
+    third_party: ThirdParty,
+    recorders: dict[str, RecordingServer],
+) -> None:
+    sent = Collected(page, pixel_server)
+    page.goto(pixel_server.origin_page_url(AD))
+    expect(page.locator("dialog.jpb-1")).to_be_visible()
+
+    # statistics only: measured, but no channel host, no tag, nothing forwarded
+    settings(page, statistics=True, marketing=False)
+    page.locator("#apply").click()
+    page.goto(pixel_server.origin_page_url(THANKS))
+    wait_until(page, pixel_server, lambda: sent.ids("apply_complete") and sent.ids("apply_click"))
+    quiet = sent.ids("pageview") + sent.ids("apply_click") + sent.ids("apply_complete")
+    pixel_server.wait_for_events(len(quiet), page=page, site_id="shop")
+    assert third_party.requests == []
+
+    # marketing granted: every channel's tag is requested, and the server forwards what the page sends
+    settings(page, statistics=True, marketing=True)
+    wait_until(page, pixel_server, lambda: hosts(third_party.requests) >= TAG_HOSTS)
+    page.goto(pixel_server.origin_page_url(THANKS))
+    wait_until(page, pixel_server, lambda: len(sent.ids("apply_complete")) == 2)
+    apply = sent.ids("apply_complete")[-1]
+    # Meta (user agent + fbclid), LinkedIn (li_fat_id click id), Snap (ScCid) can match this visitor from
+    # what the browser sent; GA4 needs the _ga client id the pixel would have to send (channel_ids).
+    wait_until(
+        page,
+        pixel_server,
+        lambda: all(carried(recorders[c], apply) for c in ("meta", "linkedin", "snapchat")),
+    )
+    for name in FORWARDED:
+        for event_id in quiet:
+            assert not carried(recorders[name], event_id), (name, event_id)
+
+    # withdrawn: the channel cookies go, and no tag loads or channel request again
+    context.add_cookies([{"name": "_fbp", "value": "fb.1.1.1", "url": pixel_server.partner.origin}])
+    settings(page, statistics=True, marketing=False)
+    assert "_fbp" not in {c["name"] for c in context.cookies()}
+    before = len(third_party.requests)
+    page.goto(pixel_server.origin_page_url(THANKS))
+    wait_until(page, pixel_server, lambda: len(sent.ids("apply_complete")) == 3)
+    after_withdrawal = sent.ids("apply_complete")[-1]
+    page.locator("#apply").click()
+    pixel_server.wait_for_events(1, page=page, event_id=after_withdrawal)
+    page.wait_for_timeout(1500)  # an outbox pass (1 s) has read it
+    pixel_server.flush()
+    assert third_party.requests[before:] == []
+    for name in FORWARDED:
+        assert not carried(recorders[name], after_withdrawal), name
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="browser side (p.js/banner.js, another branch): the tags are started with a page view only; "
+    "the apply events are not yet sent to fbq/snaptr/lintrk/gtag with the shared event id (issue #8 "
+    "'In the browser'), so Meta/Snap/LinkedIn cannot deduplicate the server's copy against the tag's",
+)
+def test_each_tag_receives_the_apply_event_with_the_shared_event_id(
+    page: Page, pixel_server: ForwardingServer, third_party: ThirdParty
+) -> None:
+    sent = Collected(page, pixel_server)
+    page.goto(pixel_server.origin_page_url(AD))
+    choose(page, "Godta alle")
+    wait_until(page, pixel_server, lambda: hosts(third_party.requests) >= TAG_HOSTS)
+    page.goto(pixel_server.origin_page_url(THANKS))
+    wait_until(page, pixel_server, lambda: sent.ids("apply_complete"))
+    page.wait_for_function("window.fbq && window.snaptr && window.lintrk && window.dataLayer")
+    [apply] = sent.ids("apply_complete")
+    # the vendors' queue stubs hold every call (their scripts were answered empty): the event id must be in
+    # a call to each — Meta eventID, Snap client_dedup_id, LinkedIn event_id, GA4 event parameter
+    calls = page.evaluate(
+        """() => ({
+            meta: JSON.stringify(Array.from(window.fbq.queue || [], (a) => Array.from(a))),
+            snapchat: JSON.stringify(Array.from(window.snaptr.queue || [], (a) => Array.from(a))),
+            linkedin: JSON.stringify(window.lintrk.q || []),
+            ga4: JSON.stringify(Array.from(window.dataLayer, (a) => Array.from(a))),
+        })"""
+    )
+    missing = [name for name, text in calls.items() if apply not in text]
+    assert missing == [], calls
