@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 CHROMIUM_PATH ?= /usr/bin/chromium
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test check fmt bench install chromium clean
+.PHONY: demo test check audit fmt bench install chromium clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -30,6 +30,19 @@ check: $(STAMP)
 	$(VENV)/bin/ruff check pixel_server tests bench
 	$(VENV)/bin/ruff format --check pixel_server tests bench
 	$(VENV)/bin/mypy
+	@$(MAKE) --no-print-directory audit
+
+# Known vulnerabilities in the installed dependencies (pip-audit, PyPI's advisory data). It needs the
+# network: offline (or JOBPIXEL_SKIP_AUDIT=1) it says so and skips instead of failing `make check`;
+# a vulnerability found fails it.
+audit: $(STAMP)
+	@if [ -n "$$JOBPIXEL_SKIP_AUDIT" ]; then echo "audit: skipped (JOBPIXEL_SKIP_AUDIT is set)"; exit 0; fi; \
+	out=$$(timeout 180 $(VENV)/bin/pip-audit --progress-spinner off --skip-editable 2>&1); rc=$$?; \
+	if [ $$rc -eq 0 ]; then echo "audit: $$(echo "$$out" | tail -n 1)"; \
+	elif [ $$rc -eq 124 ] || echo "$$out" | grep -qiE "connection|resolv|timed? ?out|network|max retries|proxy|ssl|unreachable"; then \
+	  echo "audit: skipped — pip-audit cannot reach its vulnerability database (offline?):"; \
+	  echo "$$out" | tail -n 2 | sed 's/^/  /'; \
+	else echo "$$out"; exit $$rc; fi
 
 fmt: $(STAMP)
 	$(VENV)/bin/ruff format pixel_server tests bench

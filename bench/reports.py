@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/reports.py                 # 10M events (the issue's size)
     .venv/bin/python bench/reports.py --events 1000000 --repeat 5
+.venv/bin/python bench/reports.py --visible-only          # /collect → report, real server
 
 Data, made inside ClickHouse from ``numbers()`` (deterministic hashes, so a run is repeatable):
 20 sites, ~300 ads per site with a long tail (ad rank ~ u^2.5), 90 days, ~1.5M visitors; the event
@@ -14,7 +15,9 @@ query are included) and the whole page, ``--repeat`` times each: p50 and p95.
 Each query runs twice in the same run: as the server runs it (what the hourly rollup of migration 0006
 can answer comes from it, the rest from raw events, ``FINAL``) and with the rollup switched off (every
 query on raw events: the baseline). Also, as before, the same breakdowns as one plain GROUP BY over raw
-events without ``FINAL`` and without the per-pageview engagement fold. Then the rollup's size, and
+events without ``FINAL`` and without the per-pageview engagement fold. Before the queries, the rollups
+are emptied and backfilled as migration 0006 does (timed), then merged like the events. Then the
+rollup's size, and
 "event → visible": pageviews inserted the way the loader inserts a journal chunk (with a deduplication
 token), polled through the report query until they show.
 """
@@ -38,6 +41,7 @@ from pixel_server.core.settings import Site  # noqa: E402
 from pixel_server.dashboards import panels  # noqa: E402
 from pixel_server.reports import engine  # noqa: E402
 from pixel_server.reports.query import parse_query  # noqa: E402
+from pixel_server.storage.base import load_migrations  # noqa: E402
 from pixel_server.storage.chdb_store import ChdbStore  # noqa: E402
 
 SITES = 20
@@ -132,6 +136,25 @@ def load(store: ChdbStore, events: int) -> float:
     return time.perf_counter() - t0
 
 
+ROLLUPS = ("report_hourly", "report_hourly_site")
+
+
+def backfill(store: ChdbStore) -> float:
+    """Empty the rollups the views filled during the load and time migration 0006's backfill of them
+    (what `jobpixel migrate` does on a store that has events but no rollup yet), then merge them."""
+    for table in ROLLUPS:
+        store.execute(f"TRUNCATE TABLE jobpixel.{table}")
+    [mig] = [m for m in load_migrations("jobpixel") if m.version == 6]
+    t0 = time.perf_counter()
+    for stmt in mig.statements:
+        if stmt.startswith("INSERT"):
+            store.execute(stmt)
+    secs = time.perf_counter() - t0
+    for table in ROLLUPS:
+        store.execute(f"OPTIMIZE TABLE jobpixel.{table} FINAL")
+    return secs
+
+
 def timed(fn: Callable[[], Any], repeat: int) -> tuple[float, float]:
     fn()  # warm: caches, marks
     samples = []
@@ -192,6 +215,41 @@ def visible_latency(store: ChdbStore, site: Site) -> float:
             raise SystemExit("event not visible after 30 s")
 
 
+def end_to_end(tries: int = 5) -> list[float]:
+    """Seconds from POST /collect of k pageviews to /api/v1/query showing them, through the real server
+    (tests/harness.py: uvicorn, journal, loader with the default 1 s flush, chDB, the rollup)."""
+    from tests.harness import PartnerSite
+    from tests.reports.conftest import ReportsServer
+
+    partner = PartnerSite()
+    out = []
+    with tempfile.TemporaryDirectory() as tmp:
+        server = ReportsServer(Path(tmp) / "data", partner, k_floor=3)
+        server.start()
+        try:
+            for i in range(tries):
+                ad = f"visible{i}"
+                events = [server.event(server.consent()["token"], "pageview", ad) for _ in range(3)]
+                body = {"site": "test", "date_range": "today", "metrics": ["visitors"]}
+                body["filters"] = [["is", "ad", [ad]]]
+                t0 = time.perf_counter()
+                for e in events:
+                    server.collect([e])
+                while True:
+                    doc = server.api("/api/v1/query", body).json()
+                    if doc["results"][0]["metrics"] == [3] and doc["meta"]["rollup"]:
+                        out.append(time.perf_counter() - t0)
+                        break
+                    if time.perf_counter() - t0 > 30:
+                        raise SystemExit("not visible after 30 s")
+                    time.sleep(0.02)
+                time.sleep(1.3)  # the next try starts at another point of the flush cycle
+        finally:
+            server.stop()
+            partner.close()
+    return out
+
+
 def sizes(store: ChdbStore) -> list[dict[str, Any]]:
     return store.query(
         "SELECT table, sum(rows) AS rows, sum(bytes_on_disk) AS bytes FROM system.parts "
@@ -206,7 +264,16 @@ def main() -> int:
     ap.add_argument("--events", type=int, default=10_000_000)
     ap.add_argument("--repeat", type=int, default=7)
     ap.add_argument("--site", default="site3")
+    ap.add_argument(
+        "--visible-only",
+        action="store_true",
+        help="only time /collect → report through the real server (small store, no 10M load)",
+    )
     args = ap.parse_args()
+    if args.visible_only:
+        secs = end_to_end()
+        print("POST /collect → /api/v1/query shows it: " + ", ".join(f"{x * 1000:.0f}" for x in secs) + " ms")
+        return 0
     with tempfile.TemporaryDirectory() as tmp:
         store = ChdbStore(Path(tmp) / "chdb")
         store.migrate()
@@ -215,6 +282,9 @@ def main() -> int:
             "SELECT count() n, uniqExact(visitor_id) v, uniqExact(site_id, ad_id) a FROM jobpixel.events"
         )
         print(f"loaded {count['n']:,} events ({count['v']:,} visitors, {count['a']:,} ads) in {secs:.1f} s")
+        print(
+            f"backfill of the rollups (migration 0006 on a store with these events): {backfill(store):.1f} s"
+        )
         for r in sizes(store):
             print(f"  {r['table']}: {int(r['rows']):,} rows, {int(r['bytes']) / 2**20:.1f} MiB")
         site = Site(id=args.site, partner="bench", origins=frozenset({"https://jobs.example"}))

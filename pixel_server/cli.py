@@ -74,19 +74,33 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         if targets:  # branch channels: server-side forwarding, and the variable each secret came from
             names = ", ".join(f"{t.channel} (${t.secret_env})" for t in targets.values())
             print(f"    forwarding server-side: {names}")
+    _print_csp(s, args.pixel_origin)
     return 0
 
 
+def _print_csp(s: Settings, pixel_origin: str) -> None:
+    """issue #11: the exact CSP each site's pages need (pixel_server/web/csp.py)."""
+    from pixel_server.web import csp
+
+    for site in s.sites.values():
+        for line in csp.describe(site, pixel_origin):
+            print("  " + line)
+
+
 def cmd_migrate(args: argparse.Namespace) -> int:
+    from pixel_server.rights.retention import apply_ttl
     from pixel_server.storage import open_store
 
     s = _load(args.config)
     store = open_store(s)
     try:
         applied = store.migrate()
+        ttl = apply_ttl(store, s)  # rights: TTLs follow the configuration
     finally:
         store.close()
     print("applied: " + ", ".join(applied) if applied else "schema is up to date")
+    if ttl:
+        print("TTL set from the configuration: " + ", ".join(ttl))
     return 0
 
 
@@ -255,6 +269,51 @@ def cmd_quarantine(args: argparse.Namespace) -> int:
     return 0 if result.refused == 0 else 1
 
 
+# -- rights (issue #10): a data subject's export and erasure, for requests that come by e-mail ----------
+def cmd_subject(args: argparse.Namespace) -> int:
+    """``jobpixel subject export|erase --site SITE ID``: ID is a visitor id or a consent id. The server
+    must be stopped (the journal and, with chDB, the store are one process's); the same as the admin
+    API ``/api/v1/admin/subjects/{id}`` of a running server."""
+    from pixel_server.core.journal import Journal
+    from pixel_server.rights import service
+    from pixel_server.rights.api import to_csv
+    from pixel_server.rights.subject import as_uuid
+    from pixel_server.web.app import CONSUMERS, open_and_migrate
+
+    s = _load(args.config)
+    if args.site not in s.sites:
+        print(f"jobpixel: --site: unknown site {args.site!r}", file=sys.stderr)
+        return 2
+    asked = as_uuid(args.id)
+    if asked is None:
+        print(f"jobpixel: {args.id!r} is not a visitor id or consent id (a UUID)", file=sys.stderr)
+        return 2
+    _hold_data_lock(s)
+    journal = Journal(s.journal_dir, CONSUMERS)
+    try:
+        store = open_and_migrate(s)
+        try:
+            subject = service.subject_for(s, args.site, asked, asked)
+            if args.action == "export":
+                doc = service.export_sync(store, journal, subject, s.cluster)
+                if args.csv:
+                    sys.stdout.write(to_csv(doc).decode())
+                else:
+                    print(json.dumps(doc, ensure_ascii=False, indent=1))
+                return 0
+            counts, event_ids = service.erase_sync(
+                store, journal, s.journal_dir / "quarantine", subject, s.cluster
+            )
+            counts["outbox"] = service.purge_outbox(None, s.data_dir / "outbox", subject, event_ids)
+            store.insert(service.ERASURE_TABLE, [service.erasure_row(s, subject, asked, "operator", counts)])
+        finally:
+            store.close()
+    finally:
+        journal.close()
+    print(json.dumps({"erased": counts, "site": args.site}))
+    return 0
+
+
 # -- reports: credentials for the report API and the dashboard --------------------------------------
 def cmd_new_token(args: argparse.Namespace) -> int:
     from pixel_server.reports.auth import new_token
@@ -293,6 +352,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if name in ("serve", "demo"):
             p.add_argument("--host")
             p.add_argument("--port", type=int)
+        if name == "check-config":
+            p.add_argument(
+                "--pixel-origin",
+                default="https://jobpixel.example.no",
+                help="the jobpixel server's public origin, for the printed Content-Security-Policy",
+            )
         if name == "deliveries":
             p.add_argument("--event", required=True, help="the event id (UUID)")
             p.add_argument("--json", action="store_true", help="one JSON object per row")
@@ -303,6 +368,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--config", "-c", help=f"TOML config file (default ${settings_mod.CONFIG_ENV} or jobpixel.toml)"
     )
     q.set_defaults(fn=cmd_quarantine)
+
+    subj = sub.add_parser("subject", help="a data subject's rows: export them, or erase them everywhere")
+    subj.add_argument("action", choices=("export", "erase"))
+    subj.add_argument("id", help="the visitor id or the consent id (UUID)")
+    subj.add_argument("--site", required=True, help="the site id")
+    subj.add_argument("--csv", action="store_true", help="export as CSV (table,row,column,value)")
+    subj.add_argument(
+        "--config", "-c", help=f"TOML config file (default ${settings_mod.CONFIG_ENV} or jobpixel.toml)"
+    )
+    subj.set_defaults(fn=cmd_subject)
 
     sub.add_parser("new-token", help="print a new report API token and its config line").set_defaults(
         fn=cmd_new_token

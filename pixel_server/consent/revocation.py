@@ -22,8 +22,11 @@ this process started cannot be judged: the caller answers 503, never yes.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import threading
 import time
+import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -46,6 +49,15 @@ WHERE ts >= {{since:DateTime64(3, 'UTC')}} AND {REVOKES_SQL}
 GROUP BY consent_id
 """
 
+# rights (issue #10): an erasure deletes the consent log's rows of a consent id, and with them its
+# revocation points; the erasure log keeps a keyed hash of each erased consent id instead.
+ERASED_SQL = """
+SELECT h, toUnixTimestamp64Milli(max(ts)) AS ms
+FROM ${db}.erasure_log ARRAY JOIN consent_hashes AS h
+WHERE ts >= {since:DateTime64(3, 'UTC')}
+GROUP BY h
+"""
+
 
 def revokes(action: str, granted: Iterable[str]) -> bool:
     cats = set(granted)
@@ -53,8 +65,12 @@ def revokes(action: str, granted: Iterable[str]) -> bool:
 
 
 class Revocations:
-    def __init__(self, started_at: float | None = None) -> None:
+    def __init__(self, started_at: float | None = None, hash_key: str = "") -> None:
         self._latest: dict[str, float] = {}  # consent id → time of its latest revocation point
+        # rights: keyed hash of an erased consent id → when (from the erasure log, survives restarts)
+        self.hash_key = hash_key.encode()
+        self._erased: dict[str, float] = {}
+        self._erased_max = 0.0
         # record() is read-modify-write, from the loop (choices) and a worker thread (reloads);
         # readers need no lock (one dict lookup).
         self._lock = threading.Lock()
@@ -76,7 +92,25 @@ class Revocations:
     def is_revoked(self, grant: Grant) -> bool:
         """A revocation point for the grant's consent id logged after the grant was issued."""
         at = self._latest.get(grant.consent_id)
+        if self._erased and grant.issued_at < self._erased_max:  # rare: only grants older than an erasure
+            erased = self._erased.get(self.consent_hash(grant.consent_id))
+            if erased is not None and (at is None or erased > at):
+                at = erased
         return at is not None and grant.issued_at < at
+
+    def consent_hash(self, consent_id: str) -> str:
+        """The erasure log's keyed hash of a consent id (the consent log's ``visitor_hash`` recipe)."""
+        return hmac.new(self.hash_key, uuid.UUID(consent_id).bytes, hashlib.sha256).hexdigest()
+
+    def load_erased(self, rows: Iterable[Mapping[str, Any]]) -> None:
+        """Rows of :data:`ERASED_SQL`: ``h`` (keyed hash of a consent id), ``ms``."""
+        with self._lock:
+            for row in rows:
+                at = int(row["ms"]) / 1000
+                h = str(row["h"])
+                if at > self._erased.get(h, 0.0):
+                    self._erased[h] = at
+                self._erased_max = max(self._erased_max, at)
 
     def can_judge(self, grant: Grant) -> bool:
         """Every revocation point that could end this grant is known (on this node)."""
@@ -104,6 +138,7 @@ def load_history(revocations: Revocations, store: Store, days: int) -> None:
     """At start: every revocation point within ``days`` (the longest consent lifetime)."""
     started = time.time()
     revocations.load_points(store.query(LOAD_SQL, {"since": _ch_time(started - days * 86_400)}))
+    revocations.load_erased(store.query(ERASED_SQL, {"since": _ch_time(started - days * 86_400)}))
     revocations.history_loaded = True
     revocations.polled_until = started
 
@@ -115,6 +150,7 @@ def reload_recent(revocations: Revocations, store: Store) -> None:
     started = time.time()
     since = revocations.polled_until - POLL_OVERLAP_S
     revocations.load_points(store.query(LOAD_SQL, {"since": _ch_time(since)}))
+    revocations.load_erased(store.query(ERASED_SQL, {"since": _ch_time(since)}))
     revocations.polled_until = started
 
 

@@ -15,6 +15,7 @@ from pixel_server.core.store import Loader, Store
 if TYPE_CHECKING:  # core imports no higher floor at run time; create_app builds these
     from pixel_server.consent.log import Choices
     from pixel_server.consent.revocation import Revocations
+    from pixel_server.forwarding.wiring import Forwarder
 
 
 @dataclass
@@ -28,4 +29,6 @@ class State:
     store: Store | None = None
     loader: Loader | None = None
     # door: events and choices per consent id (limits.grant_*); create_app sets it from the settings
+    # forwarding: the running outbox and sender, None unless a site forwards (erasure purges its queue)
+    forwarder: Forwarder | None = None
     grant_buckets: Buckets = field(default_factory=lambda: Buckets(0, 1))

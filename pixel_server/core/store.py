@@ -5,8 +5,10 @@ SQL values are always bound by the driver as ``{name:Type}`` parameters, never f
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any, Protocol
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol, TypeVar
+
+_T = TypeVar("_T")
 
 
 class StoreError(RuntimeError):
@@ -82,3 +84,7 @@ class Loader(Protocol):
     async def next_flush(self, timeout: float = 2.0) -> None: ...
 
     async def stop(self) -> None: ...
+
+    async def exclusive(self, fn: Callable[[], _T]) -> _T:
+        """Run ``fn`` where no load interleaves (the loader's thread)."""
+        ...

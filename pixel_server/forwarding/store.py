@@ -90,6 +90,9 @@ class OutboxStore:
         self._lines = 0
         self._pruned = 0.0
         self._fh: Any = None
+        # rights: consent ids erased while this process runs; a pump that read a journal segment before
+        # the erasure blanked it must not queue their events afterwards (the segment holds none now)
+        self._erased: set[str] = set()
 
     # -- reading -------------------------------------------------------------------------------------
     def open(self, now: float | None = None) -> None:
@@ -138,7 +141,10 @@ class OutboxStore:
                 new = [
                     d
                     for d in deliveries
-                    if d.key not in s.pending and d.key not in s.unlogged and d.key not in s.done
+                    if d.key not in s.pending
+                    and d.key not in s.unlogged
+                    and d.key not in s.done
+                    and d.event.consent_id not in self._erased
                 ]
                 new = list({d.key: d for d in new}.values())
             # the file is _io's: written without the state lock, so the loop's readers never wait for it
@@ -197,6 +203,24 @@ class OutboxStore:
                 if stale or (self._lines > 10_000 and self._lines > 4 * live):
                     self._rewrite()
             self._sync()
+
+    def drop(self, consent_ids: set[str], event_ids: set[str]) -> int:
+        """rights (issue #10): forget the deliveries of an erased subject — queued, or finished with the
+        delivery-log row not yet written — and the keys kept for their events; then rewrite the file
+        without them (new file, fsync, rename), so no line of theirs stays. Returns how many."""
+        with self._io, self._lock:
+            self._erased |= consent_ids
+            s = self._state
+            gone = [k for k, d in s.pending.items() if d.event.consent_id in consent_ids]
+            gone += [k for k, row in s.unlogged.items() if str(row.get("consent_id")) in consent_ids]
+            gone += [k for k in s.done if k.rsplit(":", 1)[-1] in event_ids]
+            for k in gone:
+                s.pending.pop(k, None)
+                s.unlogged.pop(k, None)
+                s.done.pop(k, None)
+            if gone:
+                self._rewrite()
+            return len(set(gone))
 
     def close(self) -> None:
         with self._io, self._lock:

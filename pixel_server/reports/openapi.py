@@ -62,6 +62,8 @@ _ERROR = {
                 "unavailable",
                 "unsupported_media_type",
                 "too_large",
+                "forbidden",  # rights: a partner token on the admin API
+                "rate_limited",  # rights
             ],
         },
         "field": {"type": ["string", "null"], "description": "The request field at fault"},
@@ -144,6 +146,12 @@ FLOOR = (
 )
 
 
+def _rights_paths() -> dict[str, Any]:
+    from pixel_server.rights.api import openapi_paths  # rights (issue #10): /me and the admin subject API
+
+    return openapi_paths()
+
+
 @lru_cache(maxsize=1)
 def document() -> dict[str, Any]:
     return {
@@ -155,7 +163,8 @@ def document() -> dict[str, Any]:
         },
         "components": {
             "securitySchemes": {
-                "bearer": {"type": "http", "scheme": "bearer", "description": "jobpixel new-token"}
+                "bearer": {"type": "http", "scheme": "bearer", "description": "jobpixel new-token"},
+                "grant": {"type": "http", "scheme": "bearer", "description": "the visitor's grant (rights)"},
             },
             "schemas": {
                 "Error": _ERROR,
@@ -288,5 +297,6 @@ def document() -> dict[str, Any]:
                     "responses": {"200": {"description": "OpenAPI 3.1"}},
                 }
             },
+            **_rights_paths(),
         },
     }

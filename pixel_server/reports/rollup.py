@@ -3,8 +3,8 @@
 The rollup keeps, per site, UTC hour, ad and device (``report_hourly``; ``report_hourly_site`` without the
 ad, for queries that neither group nor filter by one), the sets of visitors with a pageview, with any unit
 (pageview, apply click, application: the privacy floor's k), with an apply click, with an application, and
-the set of pageview event ids. A query is served from it when everything it asks can be answered from
-those sets exactly as the raw path (:mod:`pixel_server.reports.sql`) answers it:
+the set of pageview event ids (64-bit hashes). A query is served from it when everything it asks can be
+answered from those sets exactly as the raw path (:mod:`pixel_server.reports.sql`) answers it:
 
 * metrics: visitors, pageviews, apply_clicks, applications, apply_rate, conversion_rate — not time on
   ad, scroll depth, activity, readers or read rate (they need each pageview's engagement, folded in from
@@ -17,7 +17,7 @@ those sets exactly as the raw path (:mod:`pixel_server.reports.sql`) answers it:
 
 Counting is the same on both paths: ``uniq`` for visitors (exact up to 65,536 distinct visitors per
 aggregate, an estimate within about 1 % above — the floor only ever compares small counts), distinct
-event ids for pageviews (exact; a replayed event counts once).
+event ids for pageviews (exact but for 64-bit hash collisions; a replayed event counts once).
 """
 
 from __future__ import annotations
@@ -130,7 +130,7 @@ def breakdown(dimensions: Sequence[str], filters: Sequence[Filter], folded: bool
 _STATES = """
     uniqStateIf(visitor_id, name = 'pageview') AS visitors,
     uniqState(visitor_id) AS unit_visitors,
-    uniqExactStateIf(event_id, name = 'pageview') AS pageviews,
+    uniqExactStateIf(cityHash64(event_id), name = 'pageview') AS pageviews,
     uniqStateIf(visitor_id, name = 'apply_click') AS clickers,
     uniqStateIf(visitor_id, name = 'apply_complete') AS appliers
 """

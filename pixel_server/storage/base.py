@@ -17,7 +17,7 @@ import orjson
 
 from pixel_server.core.store import RowsRefused, Store, StoreError, StoreLockedError, StoreUnavailable
 
-TABLES = ("events", "consent_log", "delivery_log", "ads")  # delivery_log: branch channels; ads: reports
+TABLES = ("events", "consent_log", "delivery_log", "ads", "erasure_log")  # channels, reports, rights
 
 __all__ = [
     "READ_SETTINGS",

@@ -122,6 +122,11 @@ class Loader:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(done.wait()), timeout)
 
+    async def exclusive(self, fn: Callable[[], _T]) -> _T:
+        """Run ``fn`` on the loader's thread, between loads (rights: a subject's rows are blanked in
+        the journal and deleted in ClickHouse while no load can read a segment half-way)."""
+        return await self._in_executor(fn)
+
     async def _in_executor(self, fn: Callable[[], _T]) -> _T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
 

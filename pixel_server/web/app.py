@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
@@ -30,10 +31,12 @@ from pixel_server.core.state import State
 from pixel_server.core.store import RowsRefused, StoreLockedError, StoreUnavailable
 from pixel_server.forwarding import wiring as forwarding
 from pixel_server.ingest.pipeline import collect
+from pixel_server.rights import retention
 from pixel_server.storage import Store, StoreError, open_store
 from pixel_server.storage.loader import CONSUMER, Loader, quarantine_stats
 from pixel_server.web import assets
 from pixel_server.web.frontdoor import JobpixelApp, PreRouter, ip_limit, request_id
+from pixel_server.web.headers import SecurityHeaders
 
 log = logging.getLogger("jobpixel")
 
@@ -58,7 +61,7 @@ def create_app(settings: Settings, *, demo: bool = False) -> JobpixelApp:
     state = State(
         settings=settings,
         grants=Grants(settings.signing_keys),
-        revocations=Revocations(),
+        revocations=Revocations(hash_key=settings.hash_key),
         choices=Choices(),
         metrics=metrics,
         journal=journal,
@@ -76,6 +79,7 @@ def create_app(settings: Settings, *, demo: bool = False) -> JobpixelApp:
     )
     state.loader = loader
     forwarder = forwarding.forwarder(state)  # forwarding (issue #8): None unless a site forwards
+    state.forwarder = forwarder  # rights: erasure drops the subject's queued deliveries from it
     # grant: choices and revocations acknowledged but not yet in ClickHouse (e.g. just before a crash)
     leftovers = journal_rows(journal, CONSUMER)
     state.revocations.load_rows(leftovers)
@@ -94,12 +98,14 @@ def create_app(settings: Settings, *, demo: bool = False) -> JobpixelApp:
         keeper = asyncio.create_task(_keep_revocations(state))
         if forwarder is not None:
             await forwarder.start()
+        sweeper = asyncio.create_task(retention.keep(state))  # rights: journal/quarantine retention
         try:
             yield
         finally:
             keeper.cancel()
             if forwarder is not None:  # before the loader's last drain, which takes its delivery-log rows
                 await forwarder.stop()
+            sweeper.cancel()
             try:
                 await loader.stop()  # a last drain; what fails stays journaled for the next start
             except Exception as exc:
@@ -204,15 +210,22 @@ def create_app(settings: Settings, *, demo: bool = False) -> JobpixelApp:
 
     routes += reports_api.routes() + dashboard_pages.routes()
     # -- end reports ---------------------------------------------------------------------------------
+    # -- rights (issue #10): /me (access, export, erasure by the visitor) and the admin subject API ---
+    from pixel_server.rights import api as rights_api
+
+    routes += rights_api.routes()
+    # -- end rights ----------------------------------------------------------------------------------
     if demo:
         routes.append(Route("/", lambda r: RedirectResponse("/demo/"), methods=["GET"]))
         routes.append(Mount("/demo", StaticFiles(directory=DEMO_DIR, html=True), name="demo"))
 
-    app = Starlette(routes=routes, lifespan=lifespan)
+    # rights (issue #10): security headers on our own pages and API (web/headers.py)
+    app = Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(SecurityHeaders)])
     app.state.jp = state
     app.state.assets = assets.Assets()
     app.state.reports_auth = Authenticator(settings)  # reports
     app.state.reports_limiter = SignInLimiter()  # reports
+    app.state.rights_limiter = rights_api.Limiter()  # rights
     # door: the pre-router every request passes (web/frontdoor.py): request id, then the IP limit
     front = PreRouter([request_id])
     ip_buckets = Buckets(settings.limits.ip_rate_per_s, settings.limits.ip_burst, settings.limits.max_keys)
@@ -226,6 +239,7 @@ def open_and_migrate(settings: Settings) -> Store:
     store = open_store(settings)
     try:
         applied = store.migrate()
+        retention.apply_ttl(store, settings)  # rights: every table's TTL from the configuration
     except Exception:
         store.close()
         raise

@@ -333,7 +333,10 @@ def test_withdrawal_ends_the_grant_at_once(
 
     page.get_by_role("link", name="Se/endre dine innstillinger").click()
     expect(page.locator("dialog.jpb-2")).to_be_visible()
-    choose(page, "Avvis alle")
+    # A withdrawal is in force in the page before its POST /consent is answered (it is sent after
+    # the pixel is told): wait for that answer, or the request below races it.
+    with page.expect_response(lambda r: r.url.endswith("/consent") and r.request.method == "POST"):
+        choose(page, "Avvis alle")
     assert "jobpixel_vid" not in cookies(context)
     # the very next request with the old grant, straight after the banner's answer, no flush between
     body = {"site": "test", "name": "pageview", "url": pixel_server.origin_page_url(TEST), "token": grant}

@@ -465,3 +465,34 @@ def test_bad_channel_ids_are_a_400_naming_the_field(
         headers={"Content-Type": "text/plain", "Origin": server.partner.origin, "User-Agent": DESKTOP_UA},
     )
     assert r.status_code == 400 and r.json()["field"] == field
+
+
+def test_erasure_drops_the_subjects_queued_deliveries_and_spares_the_others(
+    server: ForwardingServer, recorders: dict[str, RecordingServer]
+) -> None:
+    """rights × forwarding: ``DELETE /me`` on a server that forwards reaches the running outbox —
+    the subject's queued deliveries are gone from memory and from the file, another visitor's stay."""
+    snap = recorders["snapchat"]
+    snap.fail(10_000, 503)
+    mine, theirs = (server.consent("shop", statistics=True, marketing=True) for _ in range(2))
+    my_event, their_event = collect(server, mine), collect(server, theirs)
+    wait_for(server, lambda: carrying(snap, "snapchat", my_event) and carrying(snap, "snapchat", their_event))
+    r = httpx.delete(
+        server.url + "/me",
+        params={"site": "shop"},
+        headers={"Authorization": f"Bearer {mine['token']}", "Origin": server.partner.origin},
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["erased"]["outbox"] >= 1, r.json()
+    # one more retry round of the other visitor's delivery: anything in flight at the erasure is over
+    seen = len(carrying(snap, "snapchat", their_event))
+    wait_for(server, lambda: len(carrying(snap, "snapchat", their_event)) > seen, flush=False)
+    tried = len(carrying(snap, "snapchat", my_event))
+    snap.recover()
+    wait_logged(server, len(CHANNELS), their_event)
+    assert [x.status for x in carrying(snap, "snapchat", their_event)][-1] == 200
+    assert len(carrying(snap, "snapchat", my_event)) == tried  # never again, let alone delivered
+    files = [p for p in (server.data_dir / "outbox").rglob("*") if p.is_file()]
+    outbox = b"".join(p.read_bytes() for p in files)
+    assert files, "no outbox file where the outbox keeps it"
+    assert mine["consent_id"].encode() not in outbox and my_event.encode() not in outbox

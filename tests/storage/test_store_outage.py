@@ -72,6 +72,7 @@ class FullJournalServer(StoreDownServer):
         cfg = config_dict(self.data_dir, self.partner.origin)
         cfg["storage"] = {"backend": "clickhouse"}
         cfg["journal"] = {"max_bytes": 1024 * 1024, "segment_bytes": 64 * 1024}
+        cfg["limits"] = {"grant_rate_per_s": 0}  # one visitor fills the journal: no per-grant limit here
         env = {
             **SECRETS,
             settings_mod.CLICKHOUSE_URL_ENV: f"http://127.0.0.1:{free_port()}/",

@@ -60,36 +60,29 @@ def test_health_ready_metrics(pixel_server: LiveServer) -> None:
         assert name in metrics
 
 
-def test_comment_only_lines_are_stripped_and_code_kept() -> None:
-    from pixel_server.web.assets import strip_comment_lines
+def test_served_scripts_are_the_readable_sources_through_the_minifier(pixel_server: LiveServer) -> None:
+    """What a page downloads is the source, minified by tdewolff/minify at start-up: no hand golfing."""
+    import minify  # type: ignore[import-untyped]
 
-    src = b"""/**
- * JSDoc
- * @param {string} a
- */
-const a = '// not a comment'; // trailing comment stays
-  // a whole-line comment
-/* one-line block */
-const b = "/* nor this */";
+    from pixel_server.web.assets import BANNER_DIR, PIXEL_PATH
 
-function f() { return a + b; }
-"""
-    out = strip_comment_lines(src).decode()
-    assert out == (
-        "const a = '// not a comment'; // trailing comment stays\n"
-        'const b = "/* nor this */";\n'
-        "function f() { return a + b; }\n"
+    source = PIXEL_PATH.read_text()
+    served = httpx.get(pixel_server.url + "/p.js").text
+    assert served == minify.string("application/javascript", source) + "\n"
+    assert "/**" not in served and len(served) < len(source) / 2
+    assert "@typedef {Object} PixelState" in source  # the readable source documents its state
+    banner = httpx.get(pixel_server.url + "/b.js").text
+    assert banner.startswith("window.__jpb=")
+    assert banner.endswith(
+        minify.string("application/javascript", (BANNER_DIR / "banner.js").read_text()) + "\n"
     )
 
 
-def test_served_scripts_are_the_sources_without_comment_lines(pixel_server: LiveServer) -> None:
-    from pixel_server.web.assets import PIXEL_PATH
+def test_a_syntax_error_in_a_source_fails_at_start_up() -> None:
+    import pytest
 
-    served = httpx.get(pixel_server.url + "/p.js").text
-    assert "/**" not in served and len(served) < len(PIXEL_PATH.read_text())
-    code = [
-        ln
-        for ln in PIXEL_PATH.read_text().splitlines()
-        if ln.strip() and not ln.strip().startswith(("/*", "*", "//"))
-    ]
-    assert served.splitlines() == code
+    from pixel_server.web.assets import minify_js
+
+    assert minify_js("const answer = 6 * 7; // why\n") == b"const answer=6*7\n"
+    with pytest.raises(Exception, match="(?i)unexpected|expected"):
+        minify_js("const = ;")

@@ -1,6 +1,6 @@
-"""The pixel's size budget (issue #3): p.js ≤ 2,000 bytes gzipped, as the page downloads it.
+"""The pixel's size budget (issue #3, 2,000 B; issue #11, 2,150 B): p.js gzipped, as the page downloads it.
 
-The server serves ``static/js/p.js`` without its comment-only lines
+The server serves ``static/p.js`` minified by tdewolff/minify
 (:func:`pixel_server.web.assets.pixel_bundle`), gzipped at level 9; that is what is measured.
 """
 
@@ -9,8 +9,9 @@ from __future__ import annotations
 import gzip
 
 from pixel_server.web.assets import PIXEL_PATH, Assets, pixel_bundle
+from tests.harness import PIXEL_BUDGET_GZ
 
-BUDGET = 2000
+BUDGET = PIXEL_BUDGET_GZ
 
 
 def test_pixel_fits_its_gzip_budget() -> None:

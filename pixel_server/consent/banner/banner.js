@@ -16,6 +16,14 @@
   // "Googlebot/", "DuckDuckBot-", not "CUBOT_X19" phones
   const CRAWLER = /(bot|crawler|spider)[/\s;)-]|slurp|mediapartners|facebookexternalhit|bingpreview/i;
   const P = 'jpb-';
+  const MAX_COOKIE_DAYS = 400; // Chrome caps every cookie's lifetime at 400 days
+  // Cookies the channels' tags set besides the ones the site config lists, from the vendors'
+  // documentation; `{id}` is the configured id, `{id_}` the same with '-' as '_'. Nothing else is
+  // deleted: a page's own cookies (its own `_ga_XYZ`, say) are not ours to touch.
+  const TAG_COOKIES = {
+    gtag: ['_gid', '_gat_gtag_{id_}', '_dc_gtm_{id}'],
+    snapchat: ['_sctr'],
+  };
   const ON = 'granted';
   const OFF = 'denied';
   const W = window;
@@ -75,9 +83,28 @@
   /** Store the consent cookie until c.exp. */
   const writeConsent = (c) => writeCookie(CONSENT, encodeURIComponent(JSON.stringify(c)), (c.exp - Date.now()) / 1e3);
 
-  /** @return {string} a v4 UUID, also on http */
-  const uuid = () => '10000000-1000-4000-8000-100000000000'.replace(/[018]/g,
-    (c) => (c ^ (crypto.getRandomValues(new Uint8Array(1))[0] & (15 >> (c / 4)))).toString(16));
+  /**
+   * What the pixel shares (p.js, window.__jpkit): uuid() and the `jobpixel` Trusted Types policy
+   * it loaded b.js with (where the browser has none, or the page allows none, a pass-through object
+   * with the same two methods).
+   */
+  const K = W.__jpkit;
+
+  /** The <script> the pixel added for b.js: on the pixel server's origin, with the page's nonce. */
+  const ME = D.currentScript;
+  const NONCE = ME ? ME.nonce : '';
+
+  /** @return {string} a v4 UUID (the pixel's helper) */
+  const uuid = () => K.uuid();
+
+  /** @return {!HTMLScriptElement} a <script src> (async, as every script added by script is) with the page's nonce */
+  const addScript = (src) => {
+    const s = D.createElement('script');
+    s.src = K.policy.createScriptURL(src);
+    s.nonce = NONCE;
+    D.head.append(s);
+    return s;
+  };
 
   /** @return {string} the text `key` in the visitor's language */
   const text = (key) => S.t[key] || key;
@@ -132,20 +159,24 @@
     } else if (k != 'bidtheatre') {
       return;
     }
-    D.head.append(el('script', {src: tag.src, async: true, onload: () => {
+    addScript(tag.src).addEventListener('load', safe(() => {
       const p = S.cfg.thanks_pattern;
       if (k == 'bidtheatre' && tag.conversion && p && W.asxtrack && new RegExp(p).test(location.pathname + location.search)) {
         W.asxtrack.config = {conversionId: +tag.conversion, advertiserId: +id};
         W.asxtrack.callConversion();
       }
-    }}));
+    }));
   };
+
+  /** @return {!Array<string>} the names of the cookies a channel's tag sets here (config + TAG_COOKIES) */
+  const channelCookies = (c) => c.cookies.map((k) => k.name).concat((TAG_COOKIES[c.tag.kind] || [])
+    .map((n) => n.replace('{id_}', c.tag.id.replace(/-/g, '_')).replace('{id}', c.tag.id)));
 
   /** Marketing off: stop the tags, delete their cookies. */
   const stopChannels = () => {
-    const prefixes = [];
+    const names = [];
     for (const c of S.ch) {
-      prefixes.push(...c.cookie_prefixes);
+      names.push(...channelCookies(c));
       if (c.tag.kind == 'gtag') W['ga-disable-' + c.tag.id] = true;
     }
     if (W.fbq) W.fbq('consent', 'revoke');
@@ -153,7 +184,7 @@
     S.started = false;
     for (const pair of D.cookie.split('; ')) {
       const name = pair.split('=')[0];
-      if (name && prefixes.some((p) => name.startsWith(p))) deleteCookie(name);
+      if (names.includes(name)) deleteCookie(name);
     }
   };
 
@@ -162,9 +193,11 @@
     const cat = old.dataset.jobpixelCategory;
     if (!(cat == 'statistics' ? stat : cat == 'marketing' && mkt)) return;
     const s = D.createElement('script');
-    for (const a of old.attributes) if (a.name != 'type' && a.name != 'data-src') s.setAttribute(a.name, a.value);
-    if (old.dataset.src) s.src = old.dataset.src;
-    else s.text = old.text;
+    for (const a of old.attributes) if (!['type', 'data-src', 'nonce'].includes(a.name)) s.setAttribute(a.name, a.value);
+    // the IDL nonce survives nonce hiding (the attribute reads ''); else the page's, as b.js got it
+    s.nonce = old.nonce || NONCE;
+    if (old.dataset.src) s.src = K.policy.createScriptURL(old.dataset.src);
+    else s.text = K.policy.createScript(old.text);
     old.replaceWith(s);
   });
 
@@ -206,6 +239,16 @@
     if (!c.m) stopChannels();
     apply(!!c.s, !!c.m);
     dispatch(!!c.s, !!c.m);
+  };
+
+  /**
+   * Write the stored choice (and the visitor id) again, same expiry: Safari caps a cookie written
+   * by script at 7 days from its last write, so a visitor who comes back within 7 days keeps them.
+   */
+  const rewrite = (c) => {
+    const vid = readCookie(VID);
+    writeConsent(c);
+    if (vid && c.s) writeCookie(VID, vid, (c.exp - Date.now()) / 1e3);
   };
 
   /** Choice done: close the layer, say so. */
@@ -285,21 +328,28 @@
     button('reject', () => choose(false, false, 'reject_all', layer)), third),
   S.e = el('p', {class: P + 'e', role: 'status'})];
 
-  /** @return {!Element} a layer's dialog, in the page */
+  /**
+   * @return {!Element} a layer's dialog, first in the page (the first tab stop: it is fixed, so
+   * nothing moves)
+   */
   const dialog = (layer, ...kids) => {
     const d = el('dialog', {class: 'jpb jpb-' + layer, tabindex: -1, 'aria-labelledby': P + 't' + layer}, kids);
-    D.body.append(d);
+    D.body.prepend(d);
     return d;
   };
 
-  /** First layer: non-modal, fixed (no layout shift), focus moved in. */
-  const showFirst = () => {
-    S.opener = S.opener || D.activeElement;
+  /**
+   * First layer: non-modal, fixed (no layout shift). It takes no focus from the page (an autofocus
+   * field keeps it); it is the first tab stop and its title is announced through the status region.
+   * `focus`: back from the second layer, where the visitor was working in the banner.
+   */
+  const showFirst = (focus) => {
     const d = S.d1 = dialog(1, el('h2', {id: P + 't1'}, text('title')), el('p', {id: P + 'd1'}, text('intro'), ' ', policy()),
       gpcNote(), buttons(1, button('settings', open, P + 's')));
     d.setAttribute('aria-describedby', P + 'd1');
-    d.show();
-    d.focus();
+    d.open = true; // not show(): that runs the dialog focusing steps
+    S.live.textContent = text('title');
+    if (focus === true) d.focus();
   };
 
   /** @return {!Element} a category and its switch */
@@ -309,7 +359,7 @@
       el('div', {class: P + 'h'}, el('h3', null, el('label', {for: id}, text(key))),
         el('span', null, key == 'necessary' && el('small', null, text('on') + ' '),
           el('input', {type: 'checkbox', role: 'switch', id, checked: on, disabled: locked, 'aria-describedby': id + '-d'}))),
-      el('p', {id: id + '-d'}, text(key + '_d').replace('{days}', S.cfg.consent_days || DEFAULT_DAYS)), more);
+      el('p', {id: id + '-d'}, text(key + '_d').replace('{days}', Math.min(S.cfg.consent_days || DEFAULT_DAYS, MAX_COOKIE_DAYS))), more);
   };
 
   /** @return {?Element} per channel: what, who, where, cookies, policy */
@@ -319,7 +369,7 @@
         el('dd', null, c.purpose[S.lang] || c.purpose.nb),
         el('dd', null, text('who') + ': ' + c.processor),
         el('dd', null, text('where') + ': ' + c.location),
-        el('dd', null, text('cookies') + ': ' + (c.cookies.map((k) => k.name + ' (' + k.days + ' ' + text('days') + ')').join(', ') || text('none'))),
+        el('dd', null, text('cookies') + ': ' + (c.cookies.map((k) => k.name + ' (' + Math.min(k.days, MAX_COOKIE_DAYS) + ' ' + text('days') + ')').join(', ') || text('none'))),
         el('dd', null, el('a', {href: c.privacy_url}, c.name + ': ' + text('policy'))))));
   };
 
@@ -335,31 +385,90 @@
       .catch(() => { box.textContent = text('error'); });
   };
 
+  /** @return {!Promise<!Object>} /me (GET: the visitor's data, DELETE: erase it); the grant opens it */
+  const me = (method) => fetch(S.src + '/me?site=' + encodeURIComponent(S.cfg.site),
+    {method, headers: {Authorization: 'Bearer ' + decodeURIComponent(readCookie(VID) || '')}})
+    .then((r) => r.ok ? r.json() : Promise.reject(r));
+
+  /** "Se mine data": the events tied to this browser, and all of it as a JSON file. */
+  const showMine = () => {
+    const box = D.getElementById(P + 'hist');
+    me('GET').then((doc) => box.replaceChildren(el('ol', null,
+      [].concat(doc.tables.events || [], doc.tables['journal.events'] || []).map((e) => el('li', null,
+        new Date(e.ts > 0 ? e.ts * 1e3 : e.ts).toLocaleString(S.lang) + ': ' + e.name + ' ' + e.path))),
+    el('a', {href: URL.createObjectURL(new Blob([JSON.stringify(doc)], {type: 'application/json'})),
+      download: 'jobpixel-' + S.cfg.site + '.json'}, text('download'))))
+      .catch(() => { box.textContent = text('error'); });
+  };
+
+  /** "Slett mine data": erase it everywhere (the server revokes the grant); then forget the choice here. */
+  const eraseMine = () => {
+    const box = D.getElementById(P + 'hist');
+    if (!W.confirm(text('erase') + '?')) return;
+    me('DELETE').then((res) => {
+      deleteCookie(VID);
+      deleteCookie(CONSENT);
+      S.consent = S.stored = null;
+      stopChannels();
+      apply(false, false);
+      dispatch(false, false);
+      box.textContent = text('erased').replace('{n}', Object.values(res.erased).reduce((a, b) => a + b, 0));
+    }).catch(() => { box.textContent = text('error'); });
+  };
+
   /** Leave layer 2: to layer 1 if nothing is chosen yet. */
   const closeSettings = () => {
     if (S.d2) S.d2.remove();
     S.d2 = null;
     if (S.consent) close();
-    else showFirst();
+    else showFirst(true);
+  };
+
+  /**
+   * The second layer's content, top to bottom. A new section (a function returning an element, or
+   * null to leave it out) is one more line here.
+   * @return {!Array<?Element>}
+   */
+  const settingsSections = (c) => [
+    el('h2', {id: P + 't2'}, text('title2')),
+    el('p', null, text('intro2'), ' ', policy()),
+    gpcNote(),
+    category('necessary', true, true),
+    category('statistics', !!c.s, false),
+    category('marketing', !!c.m && !S.gpc, S.gpc, channelList()),
+    buttons(2, button('save', () => choose(D.getElementById(P + 'statistics').checked,
+      D.getElementById(P + 'marketing').checked, 'custom', 2), P + 's')),
+    el('p', null, S.stored && button('history', showHistory, P + 'l'), ' ', button('close', closeSettings, P + 'l')),
+    readCookie(VID) && el('p', null, button('mine', showMine, P + 'l'), ' ', button('erase', eraseMine, P + 'l')),
+    el('div', {id: P + 'hist', 'aria-live': 'polite'}),
+    S.stored && el('small', null, text('cid') + ': ' + S.stored.id),
+  ];
+
+  /**
+   * The banner's styles without inline <style> where the browser allows: a constructable
+   * stylesheet is not subject to the page's `style-src`. Elsewhere a <style> with the page's nonce.
+   */
+  const addStyles = (css) => {
+    try {
+      const sheet = new CSSStyleSheet();
+      sheet.replaceSync(css);
+      D.adoptedStyleSheets = [...D.adoptedStyleSheets, sheet];
+    } catch (e) {
+      const style = el('style', null, css);
+      style.nonce = NONCE;
+      D.head.append(style);
+    }
   };
 
   /** Open layer 2; public as __jpopen(), called by the pixel. */
   const open = () => {
     if (!S.cfg) return;
     const c = S.consent || {};
-    if (!S.d1) S.opener = D.activeElement;
+    // focus returns to where it was in the page (not to a button of the first layer, now gone)
+    if (!(S.d1 && S.d1.contains(D.activeElement))) S.opener = D.activeElement;
     [S.d1, S.d2].forEach((d) => d && d.remove());
     S.d1 = null;
-    const d = S.d2 = dialog(2, el('h2', {id: P + 't2'}, text('title2')), el('p', null, text('intro2'), ' ', policy()),
-      gpcNote(),
-      category('necessary', true, true),
-      category('statistics', !!c.s, false),
-      category('marketing', !!c.m && !S.gpc, S.gpc, channelList()),
-      buttons(2, button('save', () => choose(D.getElementById(P + 'statistics').checked,
-        D.getElementById(P + 'marketing').checked, 'custom', 2), P + 's')),
-      el('p', null, S.stored && button('history', showHistory, P + 'l'), ' ', button('close', closeSettings, P + 'l')),
-      el('div', {id: P + 'hist', 'aria-live': 'polite'}),
-      S.stored && el('small', null, text('cid') + ': ' + S.stored.id));
+    const d = S.d2 = dialog(2, settingsSections(c));
     d.addEventListener('cancel', safe((e) => {
       e.preventDefault();
       closeSettings();
@@ -386,13 +495,13 @@
     const T = B.texts || {};
     const tag = D.querySelector('script[data-site]');
     S.ch = cfg.channels || [];
-    S.src = W.__jpsrc || '';
+    S.src = ME ? new URL(ME.src).origin : '';
     S.lang = [tag && tag.dataset.lang, D.documentElement.lang, cfg.lang, 'nb']
       .map((l) => String(l || '').toLowerCase().slice(0, 2).replace('no', 'nb')).find((l) => LANGS.includes(l));
     S.t = {...T.nb, ...T[S.lang], ...(cfg.texts || {})[S.lang]};
     S.gpc = navigator.globalPrivacyControl === true;
     S.id = uuid();
-    D.head.append(el('style', null, B.css));
+    addStyles(B.css);
     D.body.append(S.live = S.e = el('div', {class: P + 'v', role: 'status'}));
     let c = S.stored = readConsent();
     if (c && c.rev !== cfg.revision) {
@@ -404,6 +513,7 @@
     if (c && c.m && S.gpc) {
       choose(!!c.s, false, 'custom', 1); // GPC now on: withdraw marketing
     } else if (c) {
+      rewrite(c);
       apply(!!c.s, !!c.m);
       close();
     } else {
@@ -415,7 +525,7 @@
   const ask = W.__jpopen == 1; // set by the pixel: open settings once loaded
   W.__jpbanner = {open: safe(open), state: S};
   W.__jpopen = W.__jpbanner.open;
-  if (CRAWLER.test(navigator.userAgent) || !W.__jpcfg) W.__jpopen = W.__jpbanner.open = noop;
+  if (CRAWLER.test(navigator.userAgent) || !W.__jpcfg || !K) W.__jpopen = W.__jpbanner.open = noop;
   else if (D.body) init();
   else D.addEventListener('DOMContentLoaded', init);
 })();

@@ -4,7 +4,7 @@
 -- backfilled from the events already stored.
 --
 -- Every column is an idempotent aggregate state: a set of visitor ids (uniq) or of pageview event ids
--- (uniqExact). Adding the same event twice changes no state, so
+-- (uniqExact of their 64-bit hashes: 8 bytes each, a collision expected once in ~10^9 pageviews per set). Adding the same event twice changes no state, so
 --   * an event a client sends again (same event_id, a later insert) counts once, as in events FINAL;
 --   * a journal chunk the loader replays counts once twice over: ClickHouse drops the repeated block by
 --     its insert_deduplication_token, and with deduplicate_blocks_in_dependent_materialized_views (on by
@@ -14,7 +14,7 @@
 -- UTC hours, not site days: a site's day is 24 (23, 25) whole hours in every time zone with a whole-hour
 -- offset, so the query layer converts; other zones, realtime and metrics that need each pageview's
 -- engagement stay on the raw events (pixel_server/reports/rollup.py says which).
--- It holds no visitor id, only hash sets of them (uniq keeps 32-bit hashes) and pageview event ids, for
+-- It holds no visitor id, only hash sets of them (uniq keeps 32-bit hashes) and hashes of pageview event ids, for
 -- as long as the events themselves (the same retention_days TTL).
 CREATE TABLE IF NOT EXISTS ${db}.${table:report_hourly} ${on_cluster}
 (
@@ -25,7 +25,7 @@ CREATE TABLE IF NOT EXISTS ${db}.${table:report_hourly} ${on_cluster}
     retention_days  UInt16,
     visitors        AggregateFunction(uniq, UUID),       -- visitors with a pageview
     unit_visitors   AggregateFunction(uniq, UUID),       -- with a pageview, apply click or application: the floor's k
-    pageviews       AggregateFunction(uniqExact, UUID),  -- pageview event ids
+    pageviews       AggregateFunction(uniqExact, UInt64), -- 64-bit hashes of pageview event ids
     clickers        AggregateFunction(uniq, UUID),       -- visitors with an apply click
     appliers        AggregateFunction(uniq, UUID)        -- visitors with an application
 )
@@ -47,7 +47,7 @@ AS SELECT
     retention_days,
     uniqStateIf(visitor_id, name = 'pageview') AS visitors,
     uniqState(visitor_id) AS unit_visitors,
-    uniqExactStateIf(event_id, name = 'pageview') AS pageviews,
+    uniqExactStateIf(cityHash64(event_id), name = 'pageview') AS pageviews,
     uniqStateIf(visitor_id, name = 'apply_click') AS clickers,
     uniqStateIf(visitor_id, name = 'apply_complete') AS appliers
 FROM ${db}.${table:events}
@@ -64,7 +64,7 @@ SELECT
     retention_days,
     uniqStateIf(visitor_id, name = 'pageview') AS visitors,
     uniqState(visitor_id) AS unit_visitors,
-    uniqExactStateIf(event_id, name = 'pageview') AS pageviews,
+    uniqExactStateIf(cityHash64(event_id), name = 'pageview') AS pageviews,
     uniqStateIf(visitor_id, name = 'apply_click') AS clickers,
     uniqStateIf(visitor_id, name = 'apply_complete') AS appliers
 FROM ${db}.events
@@ -80,7 +80,7 @@ CREATE TABLE IF NOT EXISTS ${db}.${table:report_hourly_site} ${on_cluster}
     retention_days  UInt16,
     visitors        AggregateFunction(uniq, UUID),       -- visitors with a pageview
     unit_visitors   AggregateFunction(uniq, UUID),       -- with a pageview, apply click or application: the floor's k
-    pageviews       AggregateFunction(uniqExact, UUID),  -- pageview event ids
+    pageviews       AggregateFunction(uniqExact, UInt64), -- 64-bit hashes of pageview event ids
     clickers        AggregateFunction(uniq, UUID),       -- visitors with an apply click
     appliers        AggregateFunction(uniq, UUID)        -- visitors with an application
 )
@@ -101,7 +101,7 @@ AS SELECT
     retention_days,
     uniqStateIf(visitor_id, name = 'pageview') AS visitors,
     uniqState(visitor_id) AS unit_visitors,
-    uniqExactStateIf(event_id, name = 'pageview') AS pageviews,
+    uniqExactStateIf(cityHash64(event_id), name = 'pageview') AS pageviews,
     uniqStateIf(visitor_id, name = 'apply_click') AS clickers,
     uniqStateIf(visitor_id, name = 'apply_complete') AS appliers
 FROM ${db}.${table:events}
@@ -116,7 +116,7 @@ SELECT
     retention_days,
     uniqStateIf(visitor_id, name = 'pageview') AS visitors,
     uniqState(visitor_id) AS unit_visitors,
-    uniqExactStateIf(event_id, name = 'pageview') AS pageviews,
+    uniqExactStateIf(cityHash64(event_id), name = 'pageview') AS pageviews,
     uniqStateIf(visitor_id, name = 'apply_click') AS clickers,
     uniqStateIf(visitor_id, name = 'apply_complete') AS appliers
 FROM ${db}.events

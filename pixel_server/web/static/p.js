@@ -1,62 +1,434 @@
-/** jobpixel pixel, see ARCHITECTURE.md */
-!function(w,d,H,L,M){try{
-// constants
-var CONSENT='jobpixel_consent',VID='jobpixel_vid',IDLE=5e3,MIN=3e3,NO='denied',
-TEXT='[data-jobpixel-text]',APPLY='[data-jobpixel-apply]',SET='[data-jobpixel-settings]',
-INPUT='scroll pointermove pointerdown keydown focus blur';
-/** gtag: dataLayer wants Arguments */
-function gtag(){w.dataLayer.push(arguments)}
-w.dataLayer||=[];
-gtag('consent','default',{ad_storage:NO,ad_user_data:NO,ad_personalization:NO,analytics_storage:NO,wait_for_update:500});
-var old=w.jobpixel,me=d.currentScript,ds=me.dataset,src=new URL(me.src).origin,
-cfg,q=old?.q||[],b,pv,path,url,referrer=d.referrer,ad,
-live=0,at=Date.now(),la=at,t0=at,eng=0,act=0,win,top=0,sent=0;
-/** guarded f */
-function safe(f){return function(){try{return f.apply(this,arguments)}catch(e){}}}
-/** listen, capture */
-function on(t,e,f){t.addEventListener(e,safe(f),!0)}
-/** consent {s,m,rev}, or v: token */
-function cookie(v){try{var m=d.cookie.match('(^|; )'+(v?VID:CONSENT)+'=([^;]*)');return m&&(v?m[2]:JSON.parse(decodeURIComponent(m[2])))}catch(e){}}
-/** send event if allowed (marketing: stored grant, and no GPC); its id */
-function send(name,x){
-var c=cookie()||{},token=cfg&&c.s&&c.rev==cfg.revision&&cookie(1),id=crypto.randomUUID?.()||URL.createObjectURL(new Blob).slice(-36);
-if(token)navigator.sendBeacon(src+'/collect',JSON.stringify({site:ds.site,ad,name,url,referrer,event_id:id,pageview_id:pv,client_ts:Date.now(),token,marketing:!!c.m&&!navigator.globalPrivacyControl,...x}));
-return token&&id}
-/** max % of text seen */
-function depth(){var r=(d.querySelector(TEXT)||d.documentElement).getBoundingClientRect();return top=M.max(top,M.min(100,(innerHeight-r.top)/r.height*100|0))}
-/** engaged ms: visible, focused, input < IDLE ago; e: input */
-function tick(e){var n=Date.now(),v=!d.hidden&&d.hasFocus(),k=(n-t0)/IDLE|0;if(live)eng+=M.max(0,M.min(n,la+IDLE)-at);if(e||v>live)la=n;if(e&&v&&k!=win)act++,win=k;live=v;return at=n}
-/** engagement, if >=MIN ms or new max */
-function flush(){tick();if(pv&&(eng>=MIN||depth()>sent))send('engagement',{engaged_ms:eng,scroll:sent=top,activity:act}),eng=act=0}
-/** pageview, once per URL */
-function page(){if(pv||!cfg)return;
-path=L.pathname+L.search;var m=cfg.ad_pattern&&path.match(cfg.ad_pattern);
-url=L.href;ad=ds.ad||m&&m[1]||'';
-t0=la=tick();eng=act=top=0;win=-1;sent=depth();
-(pv=send('pageview'))&&cfg.thanks_pattern&&path.match(cfg.thanks_pattern)&&send('apply_complete')}
-/** SPA navigation */
-function nav(){if(cfg&&L.pathname+L.search!=path)flush(),referrer=url,pv=null,page()}
-/** banner; o: open settings */
-function show(o){if(o)w.__jpbanner?w.__jpbanner.open():w.__jpopen=1;
-if(cfg&&!b)b=d.createElement('script'),b.src=src+'/b.js',d.head.append(b)}
-/** jobpixel(cmd,...) */
-function api(c,a,p){return c=='consent'?(c=cookie())&&{statistics:!!c.s,marketing:!!c.m}:
-c=='settings'?show(1):!cfg?q.push(arguments):c=='conversion'?send('apply_complete',{props:a}):c=='track'&&send(a,{props:p})}
-if(old?.jp)return;
-w.jobpixel=safe(api);w.jobpixel.jp=1;
-tick();
-INPUT.split(' ').map(e=>on(w,e,tick));
-on(w,'scroll',depth);
-on(d,'visibilitychange',e=>{tick(e);d.hidden&&flush()});
-on(w,'pagehide',flush);
-on(w,'popstate',nav);
-on(w,'jobpixel:consent',e=>e.detail.statistics?page():pv=null);
-on(d,'click',e=>{var t=e.target,a=t.closest('a');
-t.closest(SET)?(e.preventDefault(),show(1)):(t.closest(APPLY)||a&&cfg.ats_hosts.includes(a.hostname))&&send('apply_click')});
-['pushState','replaceState'].map(k=>{var f=H[k];H[k]=function(){try{return f.apply(this,arguments)}finally{safe(nav)()}}});
-fetch(src+'/s/'+ds.site+'.json').then(r=>r.json()).then(c=>{
-var k=cookie();cfg=w.__jpcfg=c;w.__jpsrc=src;
-// the banner asks, applies a stored grant (consent mode, gated scripts, tags), deletes a vid without statistics
-if(!k||k.rev!=c.revision||k.s||k.m||cookie(1)||c.float_button||w.__jpopen)show();
-page();q.map(a=>w.jobpixel(...a))}).catch(safe)
-}catch(e){}}(window,document,history,location,Math);
+/**
+ * jobpixel pixel (p.js): the one script a partner's job-ad page loads.
+ *
+ * This is the readable source; the page downloads it minified (pixel_server/web/assets.py).
+ * ARCHITECTURE.md, "The pixel's lifecycle", tells the same story in prose.
+ *
+ * 1. A second copy of this tag on the page does nothing (the guard runs first).
+ * 2. Google Consent Mode gets its default: everything denied until the banner says otherwise.
+ * 3. The site's public config is fetched; once the page is shown to someone (not prerendered,
+ *    not a background tab), the banner loads when it has something to ask or apply, and a
+ *    pageview is sent if the visitor allowed statistics.
+ * 4. While the page is open the engagement clock runs (rules below); it is sent when the page
+ *    is hidden or left, and on a single-page-app navigation, which also starts a new pageview.
+ * 5. A page restored from the back/forward cache is a new pageview with a fresh clock.
+ *
+ * Engagement rules (what `engaged_ms` and `activity` mean):
+ * - time counts only while the page is visible and its window has focus;
+ * - and only up to IDLE_MS after the last input (pointer, key, scroll, focus; arriving on the
+ *   page and coming back to it count as input too);
+ * - `activity` is the number of IDLE_MS windows, counted from the pageview, with at least one
+ *   input while visible and focused;
+ * - an engagement event is sent only with at least MIN_ENGAGEMENT_MS of new engaged time or a
+ *   new maximum scroll depth; `scroll` is the share (0–100) of the ad text
+ *   ([data-jobpixel-text], else the whole document) that has been above the viewport's bottom.
+ *
+ * Nothing here may throw into the page: every entry point is wrapped by `safe`.
+ */
+(function (main) {
+  try {
+    main(window, document);
+  } catch (e) {
+    // nothing the pixel does may throw into the page
+  }
+})(function (window, document) {
+  'use strict';
+
+  // ---- constants ----
+  const CONSENT_COOKIE = 'jobpixel_consent';
+  const VISITOR_COOKIE = 'jobpixel_vid';
+  const IDLE_MS = 5000;
+  const MIN_ENGAGEMENT_MS = 3000;
+  const MAX_PATH = 1024; // only this much of path + query is matched against the site's patterns
+  const DENIED = 'denied';
+  const TEXT_SELECTOR = '[data-jobpixel-text]';
+  const APPLY_SELECTOR = '[data-jobpixel-apply]';
+  const SETTINGS_SELECTOR = '[data-jobpixel-settings]';
+  const THROTTLED_INPUTS = ['pointermove', 'pointerdown', 'keydown', 'scroll'];
+  const FOCUS_INPUTS = ['focus', 'blur'];
+  const CONSENT_EVENT = 'jobpixel:consent';
+  const POLICY_NAME = 'jobpixel';
+
+  const noop = () => {};
+
+  /**
+   * @param {!Function} f
+   * @return {!Function} f, but an error stays in here: the page's own scripts run on
+   */
+  const safe = (f) => function () {
+    try {
+      return f.apply(this, arguments);
+    } catch (e) {
+      // swallowed: the page's own scripts run on
+    }
+  };
+
+  /** gtag(): pushes `arguments` itself, as gtag.js expects. */
+  function gtag() {
+    window.dataLayer.push(arguments);
+  }
+
+  /**
+   * The state, one `let` each (locals, so the minifier can shorten them):
+   * @typedef {Object} PixelState
+   * @property {?Object} config  the site's public config (/s/{site}.json); null until it arrives
+   * @property {boolean} shown  the page has been shown to someone (not prerendered, not a background tab)
+   * @property {?string} pageviewId  the current pageview's event id; set only once the browser took it
+   * @property {string} path  path + query of the current pageview, at most MAX_PATH characters
+   * @property {string} url  full URL of the current pageview
+   * @property {string} referrer  document.referrer, then the previous URL after an SPA navigation
+   * @property {string} adId  data-ad of the tag, else the ad_pattern's first group
+   * @property {number} pageStart  performance.now() when the pageview started
+   * @property {number} clockAt  performance.now() up to which engaged time has been counted
+   * @property {number} lastInputAt  performance.now() of the last input
+   * @property {boolean} live  visible and focused at clockAt
+   * @property {number} engagedMs  engaged time not yet sent
+   * @property {number} activity  IDLE_MS windows with input, not yet sent
+   * @property {number} activityWindow  index of the last window counted (-1: none)
+   * @property {number} maxScroll  the deepest scroll depth of this pageview, 0–100
+   * @property {number} sentScroll  the depth last sent (or seen at the start)
+   * @property {?number} pendingInputAt  the latest input not yet counted: it waits for an animation frame (requested with the first)
+   * @property {?HTMLScriptElement} banner  the b.js element once added
+   * @property {!Array<!Function>} pending  what waits for the page to be shown: jobpixel(...) calls, clicks
+   */
+
+  // ---- start: guard first, then Consent Mode's default ----
+  const previous = window.jobpixel;
+  if (previous && previous.jp) return; // a second copy of the tag: the first one does everything
+  const queued = (previous && previous.q) || []; // calls the page's stub queued before we loaded
+
+  const me = document.currentScript;
+  const site = me.dataset.site;
+  const origin = new URL(me.src).origin;
+  const collectUrl = origin + '/collect';
+  // The IDL property: it keeps the nonce after the browser hid the attribute ("nonce hiding");
+  // every browser that hides nonces has it.
+  const nonce = me.nonce;
+
+  window.dataLayer = window.dataLayer || [];
+  gtag('consent', 'default', {ad_storage: DENIED, ad_user_data: DENIED, ad_personalization: DENIED,
+    analytics_storage: DENIED, wait_for_update: 500});
+
+  // ---- the state (PixelState above): one variable each ----
+  let config = null;
+  let shown = false;
+  let pageviewId = null;
+  let path = '';
+  let url = '';
+  let referrer = document.referrer;
+  let adId = '';
+  let pageStart = 0;
+  let clockAt = 0;
+  let lastInputAt = 0;
+  let live = false;
+  let engagedMs = 0;
+  let activity = 0;
+  let activityWindow = -1;
+  let maxScroll = 0;
+  let sentScroll = 0;
+  let pendingInputAt = null;
+  let banner = null;
+  const pending = [];
+
+  /** @return {number} milliseconds on the page's monotonic clock */
+  const now = () => performance.now();
+
+  // ---- helpers ----
+
+  /**
+   * @return {string} a random v4 UUID: crypto.randomUUID, else (plain-http pages) each hex digit of
+   * the template from getRandomValues, keeping the version digit 4 and the variant bits 10.
+   */
+  const uuid = () => (crypto.randomUUID ? crypto.randomUUID() : '10000000-1000-4000-8000-100000000000'
+    .replace(/[018]/g, (c) => (c ^ (crypto.getRandomValues(new Uint8Array(1))[0] & (15 >> (c / 4)))).toString(16)));
+
+  // ---- cookies and delivery ----
+
+  /** @return {?string} a cookie's decoded value */
+  function readCookie(name) {
+    const match = document.cookie.match('(?:^|; )' + name + '=([^;]*)');
+    return match ? decodeURIComponent(match[1]) : null;
+  }
+
+  /** @return {?Object} the consent cookie {s, m, rev, …} the banner wrote */
+  function readConsent() {
+    try {
+      return JSON.parse(readCookie(CONSENT_COOKIE));
+    } catch (e) {
+      return null;
+    }
+  }
+
+  /**
+   * Hand a body to the browser: sendBeacon, else fetch keepalive (sendBeacon missing, or refusing:
+   * quota, size, privacy settings).
+   * @return {boolean} whether the browser took it
+   */
+  function deliver(body) {
+    if (navigator.sendBeacon && navigator.sendBeacon(collectUrl, body)) return true;
+    try {
+      fetch(collectUrl, {method: 'POST', body, keepalive: true, credentials: 'omit'}).catch(noop);
+      return true;
+    } catch (e) {
+      return false; // no fetch either, or it refused at once
+    }
+  }
+
+  /**
+   * Send an event if the visitor allowed statistics for this revision and holds a visitor grant;
+   * marketing only with their marketing consent and no Global Privacy Control. Called only once
+   * the page is shown (so the config is in).
+   * @return {?string} the event id, if the browser took the event
+   */
+  function send(name, extra) {
+    const consent = readConsent() || {};
+    const token = readCookie(VISITOR_COOKIE);
+    if (!consent.s || consent.rev != config.revision || !token) return null;
+    const id = uuid();
+    const body = JSON.stringify({site, ad: adId, name, url: url, referrer: referrer, event_id: id,
+      pageview_id: pageviewId, client_ts: Date.now(), token,
+      marketing: !!consent.m && !navigator.globalPrivacyControl, ...extra});
+    return deliver(body) ? id : null;
+  }
+
+  // ---- the engagement clock ----
+
+  /**
+   * Move the clock to `at`, counting engaged time since the last move (rules at the top).
+   * @param {number} at  performance.now() of the moment, never earlier than clockAt
+   * @param {boolean} isInput
+   */
+  function tick(at, isInput) {
+    const visible = !document.hidden && document.hasFocus();
+    if (live) engagedMs += Math.max(0, Math.min(at, lastInputAt + IDLE_MS) - clockAt);
+    if (isInput || (visible && !live)) lastInputAt = at;
+    const slot = Math.floor((at - pageStart) / IDLE_MS);
+    if (isInput && visible && slot !== activityWindow) {
+      activity++;
+      activityWindow = slot;
+    }
+    live = visible;
+    clockAt = at;
+  }
+
+  /** Count the input that waits for a frame, at the time it happened. */
+  function takePendingInput() {
+    const at = pendingInputAt;
+    pendingInputAt = null;
+    if (at !== null) tick(Math.max(at, clockAt), true);
+  }
+
+  /** Count an input now (focus changes, visibility: they change what "live" is). */
+  function inputNow() {
+    takePendingInput();
+    tick(now(), true);
+  }
+
+  /** @return {number} the deepest scroll depth of the ad text so far, 0–100 */
+  function measureScroll() {
+    const box = (document.querySelector(TEXT_SELECTOR) || document.documentElement).getBoundingClientRect();
+    const seen = ((window.innerHeight - box.top) / box.height * 100) | 0; // NaN (no height) is 0
+    maxScroll = Math.max(maxScroll, Math.min(100, seen));
+    return maxScroll;
+  }
+
+  /** The work of throttled inputs, at most once per animation frame (no layout read per event). */
+  function onFrame() {
+    takePendingInput();
+    measureScroll();
+  }
+
+  /** pointermove, pointerdown, keydown, scroll: note the time; the work waits for a frame. */
+  function onThrottledInput() {
+    if (pendingInputAt === null) requestAnimationFrame(safe(onFrame));
+    pendingInputAt = now();
+  }
+
+  /** A fresh clock for a new pageview. */
+  function resetEngagement() {
+    pageStart = clockAt = lastInputAt = now();
+    live = !document.hidden && document.hasFocus();
+    engagedMs = 0;
+    activity = 0;
+    activityWindow = -1;
+    pendingInputAt = null;
+    maxScroll = 0;
+    sentScroll = measureScroll();
+  }
+
+  /** Send what engagement is due (rules at the top) and start counting afresh. */
+  function flushEngagement() {
+    takePendingInput();
+    tick(now(), false);
+    if (!pageviewId) return;
+    const depth = measureScroll();
+    if (engagedMs < MIN_ENGAGEMENT_MS && depth <= sentScroll) return;
+    send('engagement', {engaged_ms: Math.round(engagedMs), scroll: depth, activity: activity});
+    sentScroll = depth;
+    engagedMs = activity = 0;
+  }
+
+  // ---- pageviews ----
+
+  /** @return {string} path + query as matched against the site's patterns */
+  const currentPath = () => (location.pathname + location.search).slice(0, MAX_PATH);
+
+  /** Start a pageview for the current URL (once), and the thank-you page's apply_complete. */
+  function startPageview() {
+    if (pageviewId || !shown) return;
+    path = currentPath();
+    const adMatch = config.ad_pattern ? path.match(config.ad_pattern) : null;
+    url = location.href;
+    adId = me.dataset.ad || (adMatch && adMatch[1]) || '';
+    resetEngagement();
+    pageviewId = send('pageview');
+    if (pageviewId && config.thanks_pattern && path.match(config.thanks_pattern)) send('apply_complete');
+  }
+
+  /** A single-page-app navigation: the old page's engagement, then a new pageview. */
+  function onNavigate() {
+    if (!shown || currentPath() === path) return;
+    flushEngagement();
+    referrer = url;
+    pageviewId = null;
+    startPageview();
+  }
+
+  /** Back/forward cache restore: the visitor arrived again, a new pageview (once shown) with a fresh clock. */
+  function onPageShow(event) {
+    if (!event.persisted) return;
+    pageviewId = null;
+    startPageview();
+  }
+
+  // ---- the banner and the public API ----
+
+  /** Open the banner's settings layer: now if it is loaded, else once it is. */
+  function openSettings() {
+    if (window.__jpbanner) window.__jpbanner.open();
+    else window.__jpopen = 1;
+    loadBanner();
+  }
+
+  /**
+   * Add b.js (once): with the page's nonce and, where the page enforces Trusted Types, through the
+   * `jobpixel` policy made here. The banner starts the channel tags and gated scripts with the same
+   * nonce (read from its own element) and policy (window.__jpkit). The policy passes values
+   * through (`String`); it is only ever given b.js on the pixel server, a channel tag URL from the
+   * site's config, and a gated script the page itself wrote. Where the browser has no Trusted
+   * Types, or the page's `trusted-types` list does not name `jobpixel`, the same pass-through
+   * object stands in for it: plain strings go on.
+   */
+  function loadBanner() {
+    if (!shown || banner) return; // not before the page is shown and the config in; once
+    const passThrough = {createScriptURL: String, createScript: String};
+    let policy = passThrough;
+    try {
+      policy = window.trustedTypes.createPolicy(POLICY_NAME, passThrough);
+    } catch (e) {
+      // no Trusted Types here, or the page does not allow our policy
+    }
+    window.__jpkit = {uuid, policy};
+    banner = document.createElement('script');
+    banner.src = policy.createScriptURL(origin + '/b.js');
+    banner.nonce = nonce;
+    document.head.append(banner);
+  }
+
+  /** Run `task` now if the page is shown, else once it is (calls and clicks before the config). */
+  function later(task) {
+    if (shown) task();
+    else pending.push(task);
+  }
+
+  /** A click: on a settings element it opens the banner; on an apply button or a link to the ATS it is an apply_click. */
+  function onClick(event) {
+    const target = event.target;
+    const link = target.closest('a');
+    if (target.closest(SETTINGS_SELECTOR)) {
+      event.preventDefault();
+      openSettings();
+    } else {
+      later(() => (target.closest(APPLY_SELECTOR) || (link && config.ats_hosts.includes(link.hostname))) && send('apply_click'));
+    }
+  }
+
+  /**
+   * jobpixel('consent') → {statistics, marketing} or null; jobpixel('settings') opens the banner;
+   * jobpixel('conversion', props); jobpixel('track', name, props) (sent once the page is shown).
+   * @return {*}
+   */
+  function api(command, a, b) {
+    if (command === 'consent') {
+      const consent = readConsent();
+      return consent ? {statistics: !!consent.s, marketing: !!consent.m} : null;
+    }
+    if (command === 'settings') openSettings();
+    if (command === 'conversion') later(() => send('apply_complete', {props: a}));
+    if (command === 'track') later(() => send(a, {props: b}));
+  }
+
+  /** The site config is in. */
+  function onConfig(siteConfig) {
+    config = window.__jpcfg = siteConfig;
+    onShown();
+  }
+
+  /**
+   * Once the config is in and the page is shown to someone (prerendering over, a background tab
+   * made visible): ask, count, replay. Called on each of those events; acts the first time all hold.
+   */
+  function onShown() {
+    if (shown || !config || document.prerendering || document.hidden) return;
+    const consent = readConsent();
+    shown = true;
+    // The banner asks; applies a stored grant (Consent Mode, gated scripts, tags); deletes a
+    // visitor id held without statistics. A stored "no to all" of this revision needs nothing.
+    const needsBanner = !consent || consent.rev != config.revision || consent.s || consent.m ||
+      readCookie(VISITOR_COOKIE) || config.float_button || window.__jpopen;
+    if (needsBanner) loadBanner();
+    startPageview();
+    pending.splice(0).forEach(safe((run) => run()));
+  }
+
+  // ---- wiring ----
+
+  /** Listen in the capture phase. */
+  const on = (target, type, handler) => target.addEventListener(type, safe(handler), true);
+
+  window.jobpixel = safe(api);
+  window.jobpixel.jp = 1;
+  queued.forEach((args) => api.apply(null, args));
+
+  THROTTLED_INPUTS.forEach((type) => on(window, type, onThrottledInput));
+  FOCUS_INPUTS.forEach((type) => on(window, type, inputNow));
+  on(document, 'visibilitychange', () => {
+    inputNow();
+    if (document.hidden) flushEngagement();
+    else onShown();
+  });
+  on(document, 'prerenderingchange', onShown);
+  on(window, 'pagehide', flushEngagement);
+  on(window, 'pageshow', onPageShow);
+  on(window, 'popstate', onNavigate);
+  on(window, CONSENT_EVENT, (event) => {
+    if (event.detail.statistics) startPageview();
+    else pageviewId = null;
+  });
+  on(document, 'click', onClick);
+  ['pushState', 'replaceState'].forEach((name) => {
+    const original = history[name];
+    history[name] = function () {
+      try {
+        return original.apply(this, arguments);
+      } finally {
+        safe(onNavigate)();
+      }
+    };
+  });
+
+  fetch(origin + '/s/' + site + '.json')
+    .then((response) => response.json())
+    .then(safe(onConfig))
+    .catch(noop);
+});
