@@ -163,12 +163,6 @@ def test_channels_only_with_marketing_consent_browser_and_server(
         assert not carried(recorders[name], after_withdrawal), name
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="browser side (p.js/banner.js, another branch): the tags are started with a page view only; "
-    "the apply events are not yet sent to fbq/snaptr/lintrk/gtag with the shared event id (issue #8 "
-    "'In the browser'), so Meta/Snap/LinkedIn cannot deduplicate the server's copy against the tag's",
-)
 def test_each_tag_receives_the_apply_event_with_the_shared_event_id(
     page: Page, pixel_server: ForwardingServer, third_party: ThirdParty
 ) -> None:
