@@ -50,7 +50,7 @@ DESKTOP_UA = (
 TEST_CHANNELS = {
     "ga4": {"id": "G-TEST123"},
     "meta": {"id": "1234567890"},
-    "linkedin": {"id": "123456", "conversion": "7654321"},
+    "linkedin": {"id": "123456"},
     "snapchat": {"id": "3f2504e0-4f89-41d3-9a0c-0305e82c3301"},
     "bidtheatre": {"id": "1234", "conversion": "5678"},
 }

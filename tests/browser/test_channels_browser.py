@@ -188,12 +188,16 @@ def test_each_tag_receives_the_apply_event_with_the_shared_event_id(
     assert missing == [], calls
 
 
-TAG_CALLS = """() => ({
-    meta: JSON.stringify(Array.from((window.__metaStub || window.fbq || {}).queue || [], (a) => Array.from(a))),
-    snapchat: JSON.stringify(Array.from((window.snaptr || {}).queue || [], (a) => Array.from(a))),
-    linkedin: JSON.stringify((window.lintrk || {}).q || []),
-    ga4: JSON.stringify(Array.from(window.dataLayer || [], (a) => Array.from(a))),
-})"""
+# the vendors' queue stubs (their scripts answer empty here); Meta's as kept before a withdrawal
+TAG_CALLS = """() => {
+    const list = (calls) => JSON.stringify(Array.from(calls || [], (a) => Array.from(a)));
+    return {
+        meta: list((window.__metaStub || window.fbq || {}).queue),
+        snapchat: list((window.snaptr || {}).queue),
+        linkedin: JSON.stringify((window.lintrk || {}).q || []),
+        ga4: list(window.dataLayer),
+    };
+}"""
 
 
 def tag_calls_with(page: Page, event_id: str) -> list[str]:
