@@ -166,7 +166,16 @@ _SPECS: tuple[ChannelSpec, ...] = (
         tag_kind="linkedin",
         tag_src="https://snap.licdn.com/li.lms-analytics/insight.min.js",
         hosts=("snap.licdn.com", "px.ads.linkedin.com", "www.linkedin.com"),
-        config=MappingProxyType({"id": ConfigKey(_digits(3, 12), "1234567")}),
+        config=MappingProxyType(
+            {
+                # _linkedin_partner_id in the Insight Tag snippet
+                "id": ConfigKey(_digits(3, 12), "1234567"),
+                # the Insight Tag conversion apply_complete counts toward, with its event id
+                # (lintrk('track', {conversion_id, event_id})): a rule of its own, not the server's
+                # conversion_rule — LinkedIn dedups across one rule per source [CHANNELS.md L5]
+                "conversion": ConfigKey(_digits(1, 12), "11563522", required=False),
+            }
+        ),
     ),
     ChannelSpec(
         channel="snapchat",

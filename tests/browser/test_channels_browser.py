@@ -163,12 +163,6 @@ def test_channels_only_with_marketing_consent_browser_and_server(
         assert not carried(recorders[name], after_withdrawal), name
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="browser side (p.js/banner.js, another branch): the tags are started with a page view only; "
-    "the apply events are not yet sent to fbq/snaptr/lintrk/gtag with the shared event id (issue #8 "
-    "'In the browser'), so Meta/Snap/LinkedIn cannot deduplicate the server's copy against the tag's",
-)
 def test_each_tag_receives_the_apply_event_with_the_shared_event_id(
     page: Page, pixel_server: ForwardingServer, third_party: ThirdParty
 ) -> None:
@@ -192,3 +186,57 @@ def test_each_tag_receives_the_apply_event_with_the_shared_event_id(
     )
     missing = [name for name, text in calls.items() if apply not in text]
     assert missing == [], calls
+
+
+# the vendors' queue stubs (their scripts answer empty here); Meta's as kept before a withdrawal
+TAG_CALLS = """() => {
+    const list = (calls) => JSON.stringify(Array.from(calls || [], (a) => Array.from(a)));
+    return {
+        meta: list((window.__metaStub || window.fbq || {}).queue),
+        snapchat: list((window.snaptr || {}).queue),
+        linkedin: JSON.stringify((window.lintrk || {}).q || []),
+        ga4: list(window.dataLayer),
+    };
+}"""
+
+
+def tag_calls_with(page: Page, event_id: str) -> list[str]:
+    """The tags whose queued calls (or the dataLayer) name ``event_id``."""
+    calls: dict[str, str] = page.evaluate(TAG_CALLS)
+    return sorted(name for name, text in calls.items() if event_id in text)
+
+
+def test_tags_get_no_event_before_marketing_consent_nor_after_withdrawal(
+    page: Page, pixel_server: ForwardingServer, third_party: ThirdParty
+) -> None:
+    sent = Collected(page, pixel_server)
+    page.goto(pixel_server.origin_page_url(AD))
+
+    # statistics only: the pixel sends, no tag exists, the dataLayer holds consent commands only
+    settings(page, statistics=True, marketing=False)
+    wait_until(page, pixel_server, lambda: sent.ids("pageview"))
+    page.locator("#apply").click()
+    wait_until(page, pixel_server, lambda: sent.ids("apply_click"))
+    [statistics_view], [statistics_click] = sent.ids("pageview"), sent.ids("apply_click")
+    assert page.evaluate("[typeof fbq, typeof snaptr, typeof lintrk]") == ["undefined"] * 3
+    assert page.evaluate("dataLayer.filter((a) => a[0] != 'consent').length") == 0
+
+    # marketing granted on this page: the tags start; what was sent without it is not passed on,
+    # the next apply click is — Meta (custom ApplyClick) and GA4; Snap and LinkedIn forward no clicks
+    settings(page, statistics=True, marketing=True)
+    wait_until(page, pixel_server, lambda: hosts(third_party.requests) >= TAG_HOSTS)
+    page.locator("#apply").click()
+    wait_until(page, pixel_server, lambda: len(sent.ids("apply_click")) == 2)
+    click = sent.ids("apply_click")[-1]
+    assert tag_calls_with(page, click) == ["ga4", "meta"]
+    assert '"trackCustom","ApplyClick"' in page.evaluate(TAG_CALLS)["meta"]
+    for earlier in (statistics_view, statistics_click):
+        assert tag_calls_with(page, earlier) == []
+
+    # withdrawn: the vendors' functions are gone and nothing new reaches a tag or the dataLayer
+    page.evaluate("window.__metaStub = window.fbq")
+    settings(page, statistics=True, marketing=False)
+    page.locator("#apply").click()
+    wait_until(page, pixel_server, lambda: len(sent.ids("apply_click")) == 3)
+    after = sent.ids("apply_click")[-1]
+    assert tag_calls_with(page, after) == []

@@ -23,6 +23,7 @@ def test_registry_has_the_five_channels() -> None:
         ("meta", {"id": "1234567890"}, {"id": "1234567890"}),
         ("meta", {"id": 123456789012345}, {"id": "123456789012345"}),
         ("linkedin", {"id": "123456"}, {"id": "123456"}),
+        ("linkedin", {"id": "123456", "conversion": 11563522}, {"id": "123456", "conversion": "11563522"}),
         (
             "snapchat",
             {"id": "C9215353-76C9-4423-A615-21B4AC088222"},
@@ -48,6 +49,7 @@ def test_valid_configs_are_normalized(channel: str, cfg: dict[str, object], expe
         ("meta", {"id": True}, "channels.meta.id: must be a string"),
         ("meta", {"id": ["1"]}, "channels.meta.id: must be a string"),
         ("linkedin", {"id": "12"}, "channels.linkedin.id:"),
+        ("linkedin", {"id": "123456", "conversion": "urn:lla:1"}, "channels.linkedin.conversion:"),
         ("snapchat", {"id": "not-a-uuid"}, "channels.snapchat.id:"),
         ("bidtheatre", {"conversion": "892"}, "channels.bidtheatre.id: required"),
         ("bidtheatre", {"id": "584", "conversion": "x"}, "channels.bidtheatre.conversion:"),

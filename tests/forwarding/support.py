@@ -45,6 +45,7 @@ SECRET_ENV = {
     "snapchat": "SNAP_TOKEN",
 }
 LINKEDIN_RULE = "987654"
+LINKEDIN_TAG_CONVERSION = "7654321"  # the Insight Tag's own conversion (browser side: lintrk)
 
 
 def forwarding_config(
@@ -235,6 +236,7 @@ class ForwardingServer(LiveServer):
             self.data_dir, None, channels=tuple(self.recorders), origin=self.partner.origin, **self.forwarding
         )
         cfg["forwarding"]["endpoints"] = {name: rec.url for name, rec in self.recorders.items()}
+        cfg["sites"]["shop"]["channels"]["linkedin"]["conversion"] = LINKEDIN_TAG_CONVERSION
         cfg["storage"]["flush_interval_ms"] = 60_000
         cfg["journal"] = {"segment_seconds": 3600}
         return settings_mod.from_mapping(cfg, {**SERVER_SECRETS, **SECRETS}, self.data_dir)

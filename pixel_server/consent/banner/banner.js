@@ -24,6 +24,17 @@
     gtag: ['_gid', '_gat_gtag_{id_}', '_dc_gtm_{id}'],
     snapchat: ['_sctr'],
   };
+  // The pixel's events each started tag receives (issue #8 "In the browser"), under the names the
+  // server forwards them with (pixel_server/forwarding/{meta,snapchat,ga4,linkedin}.py), so that a
+  // channel deduplicates its tag's copy against the server's by the shared event id. Snap forwards no
+  // apply_click; LinkedIn counts apply_complete only, toward the Insight Tag's own conversion.
+  const TAG_EVENTS = {
+    meta: {pageview: 'ViewContent', apply_click: 'ApplyClick', apply_complete: 'SubmitApplication'},
+    snapchat: {pageview: 'VIEW_CONTENT', apply_complete: 'SIGN_UP'},
+    gtag: {pageview: 'job_view', apply_click: 'apply_click', apply_complete: 'apply_complete'},
+    linkedin: {apply_complete: 1},
+  };
+  const META_CUSTOM = ['ApplyClick']; // not a Meta standard event: fbq('trackCustom', …)
   const ON = 'granted';
   const OFF = 'denied';
   const W = window;
@@ -84,9 +95,9 @@
   const writeConsent = (c) => writeCookie(CONSENT, encodeURIComponent(JSON.stringify(c)), (c.exp - Date.now()) / 1e3);
 
   /**
-   * What the pixel shares (p.js, window.__jpkit): uuid() and the `jobpixel` Trusted Types policy
+   * What the pixel shares (p.js, window.__jpkit): uuid(), the `jobpixel` Trusted Types policy
    * it loaded b.js with (where the browser has none, or the page allows none, a pass-through object
-   * with the same two methods).
+   * with the same two methods), and `events`: the JSON bodies it sent to /collect (see `forward`).
    */
   const K = W.__jpkit;
 
@@ -166,6 +177,35 @@
         W.asxtrack.callConversion();
       }
     }));
+  };
+
+  /**
+   * Send one of the pixel's events to a started tag, with the event id the pixel sent to /collect
+   * (Meta eventID, Snap client_dedup_id, LinkedIn event_id, a GA4 event parameter) and the ad id as
+   * the job parameter the server sends too (content_ids, item_ids, job_id).
+   * @param {!Object} tag  the channel's tag config
+   * @param {!Object} e  the event as the pixel sent it: {name, event_id, ad, …}
+   */
+  const tagEvent = (tag, e) => {
+    const k = tag.kind;
+    const name = (TAG_EVENTS[k] || {})[e.name];
+    const id = e.event_id;
+    const ad = e.ad; // '' when the page has no ad id: then no job parameter
+    if (!name) return;
+    if (k == 'meta') W.fbq(META_CUSTOM.includes(name) ? 'trackCustom' : 'track', name, {...ad && {content_ids: [ad]}}, {eventID: id});
+    if (k == 'snapchat') W.snaptr('track', name, {...ad && {item_ids: [ad]}, client_dedup_id: id});
+    if (k == 'gtag') gtag('event', name, {send_to: tag.id, event_id: id, ...ad && {job_id: ad}});
+    if (k == 'linkedin' && tag.conversion) W.lintrk('track', {conversion_id: +tag.conversion, event_id: id});
+  };
+
+  /**
+   * One event the pixel sent (the JSON body it gave /collect, from window.__jpkit.events): passed on
+   * to each started tag only while marketing is in force and only if the pixel sent it under
+   * marketing consent — the same events the server forwards.
+   */
+  const forward = (body) => {
+    const e = JSON.parse(body);
+    if (S.started && e.marketing) S.ch.forEach((c) => safe(tagEvent)(c.tag, e));
   };
 
   /** @return {!Array<string>} the names of the cookies a channel's tag sets here (config + TAG_COOKIES) */
@@ -519,6 +559,11 @@
     } else {
       showFirst();
     }
+    // the pixel's events: those it sent before the banner started (a page view, the thanks page's
+    // apply_complete), now that the stored choice is in force; then each one as the pixel sends it
+    const events = K.events || [];
+    events.splice(0).forEach(safe(forward));
+    events.push = safe(forward);
     if (ask) open();
   });
 

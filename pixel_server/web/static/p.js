@@ -90,6 +90,8 @@
    * @property {?number} pendingInputAt  the latest input not yet counted: it waits for an animation frame (requested with the first)
    * @property {?HTMLScriptElement} banner  the b.js element once added
    * @property {!Array<!Function>} pending  what waits for the page to be shown: jobpixel(...) calls, clicks
+   * @property {!Array<string>} sent  the bodies the browser took, for the banner (window.__jpkit.events): it
+   *   passes the marketing ones on to the channel tags with their event ids, and takes over `push`
    */
 
   // ---- start: guard first, then Consent Mode's default ----
@@ -129,6 +131,7 @@
   let pendingInputAt = null;
   let banner = null;
   const pending = [];
+  const sent = [];
 
   /** @return {number} milliseconds on the page's monotonic clock */
   const now = () => performance.now();
@@ -161,17 +164,19 @@
 
   /**
    * Hand a body to the browser: sendBeacon, else fetch keepalive (sendBeacon missing, or refusing:
-   * quota, size, privacy settings).
+   * quota, size, privacy settings). A body the browser took goes to `sent`, for the banner.
    * @return {boolean} whether the browser took it
    */
   function deliver(body) {
-    if (navigator.sendBeacon && navigator.sendBeacon(collectUrl, body)) return true;
-    try {
-      fetch(collectUrl, {method: 'POST', body, keepalive: true, credentials: 'omit'}).catch(noop);
-      return true;
-    } catch (e) {
-      return false; // no fetch either, or it refused at once
+    if (!(navigator.sendBeacon && navigator.sendBeacon(collectUrl, body))) {
+      try {
+        fetch(collectUrl, {method: 'POST', body, keepalive: true, credentials: 'omit'}).catch(noop);
+      } catch (e) {
+        return false; // no fetch either, or it refused at once
+      }
     }
+    sent.push(body); // the banner passes marketing events on to the channel tags
+    return true;
   }
 
   /**
@@ -185,7 +190,7 @@
     const token = readCookie(VISITOR_COOKIE);
     if (!consent.s || consent.rev != config.revision || !token) return null;
     const id = uuid();
-    const body = JSON.stringify({site, ad: adId, name, url: url, referrer: referrer, event_id: id,
+    const body = JSON.stringify({site, ad: adId, name, url, referrer, event_id: id,
       pageview_id: pageviewId, client_ts: Date.now(), token,
       marketing: !!consent.m && !navigator.globalPrivacyControl, ...extra});
     return deliver(body) ? id : null;
@@ -203,7 +208,7 @@
     if (live) engagedMs += Math.max(0, Math.min(at, lastInputAt + IDLE_MS) - clockAt);
     if (isInput || (visible && !live)) lastInputAt = at;
     const slot = Math.floor((at - pageStart) / IDLE_MS);
-    if (isInput && visible && slot !== activityWindow) {
+    if (isInput && visible && slot != activityWindow) {
       activity++;
       activityWindow = slot;
     }
@@ -215,7 +220,7 @@
   function takePendingInput() {
     const at = pendingInputAt;
     pendingInputAt = null;
-    if (at !== null) tick(Math.max(at, clockAt), true);
+    if (at != null) tick(Math.max(at, clockAt), true);
   }
 
   /** Count an input now (focus changes, visibility: they change what "live" is). */
@@ -240,7 +245,7 @@
 
   /** pointermove, pointerdown, keydown, scroll: note the time; the work waits for a frame. */
   function onThrottledInput() {
-    if (pendingInputAt === null) requestAnimationFrame(safe(onFrame));
+    if (pendingInputAt == null) requestAnimationFrame(safe(onFrame));
     pendingInputAt = now();
   }
 
@@ -287,7 +292,7 @@
 
   /** A single-page-app navigation: the old page's engagement, then a new pageview. */
   function onNavigate() {
-    if (!shown || currentPath() === path) return;
+    if (!shown || currentPath() == path) return;
     flushEngagement();
     referrer = url;
     pageviewId = null;
@@ -313,7 +318,8 @@
   /**
    * Add b.js (once): with the page's nonce and, where the page enforces Trusted Types, through the
    * `jobpixel` policy made here. The banner starts the channel tags and gated scripts with the same
-   * nonce (read from its own element) and policy (window.__jpkit). The policy passes values
+   * nonce (read from its own element) and policy (window.__jpkit, with `events`: the bodies sent,
+   * which the banner passes on to the channel tags). The policy passes values
    * through (`String`); it is only ever given b.js on the pixel server, a channel tag URL from the
    * site's config, and a gated script the page itself wrote. Where the browser has no Trusted
    * Types, or the page's `trusted-types` list does not name `jobpixel`, the same pass-through
@@ -328,7 +334,7 @@
     } catch (e) {
       // no Trusted Types here, or the page does not allow our policy
     }
-    window.__jpkit = {uuid, policy};
+    window.__jpkit = {uuid, policy, events: sent};
     banner = document.createElement('script');
     banner.src = policy.createScriptURL(origin + '/b.js');
     banner.nonce = nonce;
@@ -359,13 +365,13 @@
    * @return {*}
    */
   function api(command, a, b) {
-    if (command === 'consent') {
+    if (command == 'consent') {
       const consent = readConsent();
       return consent ? {statistics: !!consent.s, marketing: !!consent.m} : null;
     }
-    if (command === 'settings') openSettings();
-    if (command === 'conversion') later(() => send('apply_complete', {props: a}));
-    if (command === 'track') later(() => send(a, {props: b}));
+    if (command == 'settings') openSettings();
+    if (command == 'conversion') later(() => send('apply_complete', {props: a}));
+    if (command == 'track') later(() => send(a, {props: b}));
   }
 
   /** The site config is in. */
