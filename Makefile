@@ -38,7 +38,8 @@ check: $(STAMP)
 audit: $(STAMP)
 	@if [ -n "$$JOBPIXEL_SKIP_AUDIT" ]; then echo "audit: skipped (JOBPIXEL_SKIP_AUDIT is set)"; exit 0; fi; \
 	out=$$(timeout 180 $(VENV)/bin/pip-audit --progress-spinner off --skip-editable 2>&1); rc=$$?; \
-	if [ $$rc -eq 0 ]; then echo "audit: $$(echo "$$out" | tail -n 1)"; \
+	if [ $$rc -eq 0 ]; then n=$$(echo "$$out" | grep -c "could not be audited"); \
+	  echo "audit: $$(echo "$$out" | head -n 1)$$( [ $$n -gt 0 ] && echo " — but $$n packages could not be audited (not found on the package index pip-audit reached)")"; \
 	elif [ $$rc -eq 124 ] || echo "$$out" | grep -qiE "connection|resolv|timed? ?out|network|max retries|proxy|ssl|unreachable"; then \
 	  echo "audit: skipped — pip-audit cannot reach its vulnerability database (offline?):"; \
 	  echo "$$out" | tail -n 2 | sed 's/^/  /'; \
