@@ -81,25 +81,6 @@ def serves(q: Query) -> bool:
     return _whole_hours(q.range, q.timezone)
 
 
-def _where(filters: Sequence[Filter]) -> str:
-    clauses = []
-    for i, f in enumerate(filters):
-        expr = DIMENSION_SQL[f.dimension]
-        param = f"{{f{i}:Array(String)}}"
-        if f.op == "is":
-            clauses.append(f"has({param}, {expr})")
-        elif f.op == "is_not":
-            clauses.append(f"NOT has({param}, {expr})")
-        else:
-            clauses.append(f"multiSearchAnyCaseInsensitiveUTF8({expr}, {param})")
-    return " AND ".join(clauses) if clauses else "1"
-
-
-def key_expr(dimensions: Sequence[str]) -> str:
-    parts = ", ".join(DIMENSION_SQL[d] for d in dimensions)
-    return f"arrayStringConcat([{parts}], unhex('1F'))"
-
-
 def breakdown(dimensions: Sequence[str], filters: Sequence[Filter], folded: bool = False) -> str:
     """The rollup's twin of :func:`pixel_server.reports.sql.breakdown`: the same columns (the metrics it
     cannot serve as NULL/0, never shown), the same parameters, the same ``(other)`` fold."""
@@ -107,10 +88,10 @@ def breakdown(dimensions: Sequence[str], filters: Sequence[Filter], folded: bool
     select = ", ".join([*dims, AGGREGATES])
     where = (
         "r.site_id = {site:String} AND r.hour >= toDateTime({start:DateTime64(3, 'UTC')}) "
-        "AND r.hour < toDateTime({end:DateTime64(3, 'UTC')}) AND " + _where(filters)
+        "AND r.hour < toDateTime({end:DateTime64(3, 'UTC')}) AND " + sql.where_sql(filters, DIMENSION_SQL)
     )
     if folded:
-        where += f" AND has({{folded:Array(String)}}, {key_expr(dimensions)})"
+        where += f" AND has({{folded:Array(String)}}, {sql.key_expr(dimensions, DIMENSION_SQL)})"
     group = (" GROUP BY " + ", ".join(f"d{i}" for i in range(len(dimensions)))) if dims else ""
     named = {*dimensions, *(f.dimension for f in filters)}
     # without an ad dimension or filter, the per-site table: a few rows per hour instead of one per ad

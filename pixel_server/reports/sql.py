@@ -10,7 +10,7 @@ the channel that brought the visitor, not to the ATS that sent them back.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from pixel_server.reports.query import Filter
 
@@ -154,10 +154,12 @@ AGGREGATES = f"""
 KEY_SEP = "\x1f"
 
 
-def _where(filters: Sequence[Filter]) -> str:
+def where_sql(filters: Sequence[Filter], columns: Mapping[str, str] = DIMENSION_SQL) -> str:
+    """The filters as one SQL condition over ``columns`` (a dimension's expression: the raw events'
+    by default, the rollup's from ``reports/rollup.py``)."""
     clauses = []
     for i, f in enumerate(filters):
-        expr = DIMENSION_SQL[f.dimension]
+        expr = columns[f.dimension]
         param = f"{{f{i}:Array(String)}}"
         if f.op == "is":
             clauses.append(f"has({param}, {expr})")
@@ -177,8 +179,8 @@ def filter_params(filters: Sequence[Filter]) -> dict[str, str]:
     return {f"f{i}": array_param(f.values) for i, f in enumerate(filters)}
 
 
-def key_expr(dimensions: Sequence[str]) -> str:
-    parts = ", ".join(DIMENSION_SQL[d] for d in dimensions)
+def key_expr(dimensions: Sequence[str], columns: Mapping[str, str] = DIMENSION_SQL) -> str:
+    parts = ", ".join(columns[d] for d in dimensions)
     return f"arrayStringConcat([{parts}], unhex('1F'))"
 
 
@@ -187,7 +189,7 @@ def breakdown(dimensions: Sequence[str], filters: Sequence[Filter], folded: bool
     in ``{folded:Array(String)}`` — the privacy floor's "(other)" row, counted over the union."""
     dims = [f"{DIMENSION_SQL[d]} AS d{i}" for i, d in enumerate(dimensions)] if not folded else []
     select = ", ".join([*dims, AGGREGATES])
-    where = _where(filters)
+    where = where_sql(filters)
     if folded:
         where += f" AND has({{folded:Array(String)}}, {key_expr(dimensions)})"
     group = (" GROUP BY " + ", ".join(f"d{i}" for i in range(len(dimensions)))) if dims else ""
@@ -204,7 +206,7 @@ def funnel(filters: Sequence[Filter]) -> str:
                countIf(kind = 'pv') > 0 AS s1, countIf(kind = 'pv' AND {READ_EXPR}) > 0 AS s2,
                countIf(kind = 'click') > 0 AS s3, countIf(kind = 'app') > 0 AS s4
         FROM u LEFT JOIN ad_meta AS a ON u.ad_id = a.ad_id
-        WHERE {_where(filters)}
+        WHERE {where_sql(filters)}
         GROUP BY u.visitor_id, u.ad_id
     ),
     per_visitor AS (
@@ -225,8 +227,7 @@ def consent_rates(dimensions: Sequence[str], folded: bool = False) -> str:
         "site_id = {site:String} AND ts >= {start:DateTime64(3, 'UTC')} AND ts < {end:DateTime64(3, 'UTC')}"
     )
     if folded:
-        parts = ", ".join(CONSENT_DIMENSIONS[d] for d in dimensions)
-        where += f" AND has({{folded:Array(String)}}, arrayStringConcat([{parts}], unhex('1F')))"
+        where += f" AND has({{folded:Array(String)}}, {key_expr(dimensions, CONSENT_DIMENSIONS)})"
     group = (" GROUP BY " + ", ".join(f"d{i}" for i in range(len(dimensions)))) if dims else ""
     cats = ", ".join(_lit(c) for c in CONSENT_CATEGORIES)
     select = ", ".join(
