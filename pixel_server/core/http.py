@@ -40,6 +40,18 @@ def cors_headers(request: Request, allowed: Iterable[str]) -> dict[str, str]:
     return cors_for(request.headers.get("origin"), allowed)
 
 
+def preflight(request: Request, allowed: Iterable[str], methods: str, headers: str, max_age: int) -> Response:
+    """The answer to a CORS preflight: 204, and the permissions only for an allowed Origin."""
+    out = cors_headers(request, allowed)
+    if "Access-Control-Allow-Origin" in out:
+        out |= {
+            "Access-Control-Allow-Methods": methods,
+            "Access-Control-Allow-Headers": headers,
+            "Access-Control-Max-Age": str(max_age),
+        }
+    return Response(status_code=204, headers=out)
+
+
 async def read_body(content_length: str | None, receive: Receive, limit: int = MAX_BODY) -> bytes:
     """The body from ASGI ``receive``, or :class:`Rejected` (413) as soon as it passes ``limit``."""
     if content_length is not None and content_length.isdigit() and int(content_length) > limit:

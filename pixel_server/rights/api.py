@@ -23,7 +23,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from pixel_server.core.grant import Grant
-from pixel_server.core.http import cors_headers, json_response
+from pixel_server.core.http import cors_headers, json_response, preflight
 from pixel_server.core.settings import Site
 from pixel_server.core.state import State
 from pixel_server.core.store import StoreError
@@ -160,16 +160,7 @@ async def me(request: Request) -> Response:
 async def me_preflight(request: Request) -> Response:
     state: State = request.app.state.jp
     site = _site(state, request)
-    headers = {"Vary": "Origin"}
-    origin = request.headers.get("origin", "")
-    if site is not None and origin in site.origins:
-        headers |= {
-            "Access-Control-Allow-Origin": origin,
-            "Access-Control-Allow-Methods": "GET, DELETE",
-            "Access-Control-Allow-Headers": "Authorization, Accept",
-            "Access-Control-Max-Age": "600",
-        }
-    return Response(status_code=204, headers=headers)
+    return preflight(request, site.origins if site else (), "GET, DELETE", "Authorization, Accept", 600)
 
 
 # -- the operator: /api/v1/admin/subjects/{id}?site=SITE ---------------------------------------------

@@ -22,7 +22,7 @@ from pixel_server.consent import revocation
 from pixel_server.consent.log import Choices, journal_rows
 from pixel_server.consent.revocation import Revocations
 from pixel_server.core.grant import Grants
-from pixel_server.core.http import json_response
+from pixel_server.core.http import json_response, preflight
 from pixel_server.core.journal import Journal
 from pixel_server.core.metrics import CONTENT_TYPE_LATEST, Metrics
 from pixel_server.core.ratelimit import Buckets
@@ -113,17 +113,8 @@ def create_app(settings: Settings, *, demo: bool = False) -> JobpixelApp:
             finally:
                 journal.close()
 
-    async def preflight(request: Request) -> Response:
-        origin = request.headers.get("origin", "")
-        headers = {"Vary": "Origin"}
-        if origin in all_origins:
-            headers |= {
-                "Access-Control-Allow-Origin": origin,
-                "Access-Control-Allow-Methods": "GET, POST",
-                "Access-Control-Allow-Headers": "Content-Type, Authorization",
-                "Access-Control-Max-Age": "86400",
-            }
-        return Response(status_code=204, headers=headers)
+    async def cors_preflight(request: Request) -> Response:
+        return preflight(request, all_origins, "GET, POST", "Content-Type, Authorization", 86400)
 
     async def healthz(request: Request) -> Response:
         return json_response({"status": "ok"})
@@ -194,11 +185,11 @@ def create_app(settings: Settings, *, demo: bool = False) -> JobpixelApp:
         Route("/b.js", assets.banner_js, methods=["GET", "HEAD"]),
         Route("/s/{site}.json", assets.site_config, methods=["GET", "HEAD"]),
         Route("/collect", collect, methods=["POST"]),
-        Route("/collect", preflight, methods=["OPTIONS"]),
+        Route("/collect", cors_preflight, methods=["OPTIONS"]),
         Route("/consent", consent.post_consent, methods=["POST"]),
-        Route("/consent", preflight, methods=["OPTIONS"]),
+        Route("/consent", cors_preflight, methods=["OPTIONS"]),
         Route("/consent/{consent_id}", consent.get_history, methods=["GET"]),
-        Route("/consent/{consent_id}", preflight, methods=["OPTIONS"]),
+        Route("/consent/{consent_id}", cors_preflight, methods=["OPTIONS"]),
         Route("/healthz", healthz, methods=["GET", "HEAD"]),
         Route("/readyz", readyz, methods=["GET", "HEAD"]),
         Route("/metrics", metrics_route, methods=["GET"]),
