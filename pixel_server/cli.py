@@ -204,29 +204,26 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return serve(_load(args.config), args.host, args.port)
 
 
+def _demo_secret(env: str, name: str, nbytes: int = 32) -> Path | None:
+    """Unless ``env`` is set: a secret made once for the demo, kept in ``var/demo/<name>`` (0600), put
+    into ``env``. Returns that file, or None when the environment already had the secret."""
+    if os.environ.get(env):
+        return None
+    path = Path("var/demo") / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(nbytes))
+        path.chmod(0o600)
+    os.environ[env] = path.read_text().strip()
+    return path
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
-    if not os.environ.get(settings_mod.SIGNING_KEYS_ENV):
-        key_file = Path("var/demo/signing-key")
-        key_file.parent.mkdir(parents=True, exist_ok=True)
-        if not key_file.exists():
-            key_file.write_text(secrets.token_urlsafe(32))
-            key_file.chmod(0o600)
-        os.environ[settings_mod.SIGNING_KEYS_ENV] = key_file.read_text().strip()
-    if not os.environ.get(settings_mod.HASH_KEY_ENV):  # grant: the consent log's visitor-hash key
-        hash_file = Path("var/demo/hash-key")
-        hash_file.parent.mkdir(parents=True, exist_ok=True)
-        if not hash_file.exists():
-            hash_file.write_text(secrets.token_urlsafe(32))
-            hash_file.chmod(0o600)
-        os.environ[settings_mod.HASH_KEY_ENV] = hash_file.read_text().strip()
+    _demo_secret(settings_mod.SIGNING_KEYS_ENV, "signing-key")
+    _demo_secret(settings_mod.HASH_KEY_ENV, "hash-key")  # grant: the consent log's visitor-hash key
     ops_note = "from $JOBPIXEL_OPS_TOKEN"
-    if not os.environ.get(settings_mod.OPS_TOKEN_ENV):  # door: the operator's token, made for the demo
-        ops_file = Path("var/demo/ops-token")
-        ops_file.parent.mkdir(parents=True, exist_ok=True)
-        if not ops_file.exists():
-            ops_file.write_text(secrets.token_urlsafe(24))
-            ops_file.chmod(0o600)
-        os.environ[settings_mod.OPS_TOKEN_ENV] = ops_file.read_text().strip()
+    ops_file = _demo_secret(settings_mod.OPS_TOKEN_ENV, "ops-token", 24)  # door: the operator's token
+    if ops_file is not None:
         ops_note = f"made for the demo, kept in {ops_file.resolve()}"
     s = settings_mod.load(args.config or DEMO_CONFIG)
     if not args.config:  # the built-in demo config ships in the package: keep its data in ./var/demo
