@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pixel_server.core.grant import Grants
 from pixel_server.core.journal import Journal
@@ -15,7 +15,13 @@ from pixel_server.core.store import Loader, Store
 if TYPE_CHECKING:  # core imports no higher floor at run time; create_app builds these
     from pixel_server.consent.log import Choices
     from pixel_server.consent.revocation import Revocations
-    from pixel_server.forwarding.wiring import Forwarder
+
+
+class RunningOutbox(Protocol):
+    """What the routes may reach of the forwarding block ``create_app`` started (``forwarding/wiring.py``
+    ``Forwarder``): its outbox, whose queue an erasure purges. A protocol, so core names no higher floor."""
+
+    outbox: Any
 
 
 @dataclass
@@ -30,5 +36,5 @@ class State:
     loader: Loader | None = None
     # door: events and choices per consent id (limits.grant_*); create_app sets it from the settings
     # forwarding: the running outbox and sender, None unless a site forwards (erasure purges its queue)
-    forwarder: Forwarder | None = None
+    forwarder: RunningOutbox | None = None
     grant_buckets: Buckets = field(default_factory=lambda: Buckets(0, 1))

@@ -139,11 +139,8 @@ def _event_ids(store: Store, subject: Subject) -> set[str]:
 
 
 def live_outbox(state: State) -> Any:
-    """The outbox this process runs, if any: ``state.outbox`` or the forwarding block's ``Forwarder``."""
-    outbox = getattr(state, "outbox", None)
-    if outbox is None:
-        outbox = getattr(getattr(state, "forwarder", None), "outbox", None)
-    return outbox
+    """The outbox this process runs, if any (the forwarding block ``create_app`` put on ``state``)."""
+    return state.forwarder.outbox if state.forwarder is not None else None
 
 
 def purge_outbox(outbox: Any, directory: Path, subject: Subject, event_ids: set[str]) -> int:
