@@ -11,7 +11,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from starlette.applications import Starlette
-from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
@@ -36,7 +35,7 @@ from pixel_server.storage import Store, StoreError, open_store
 from pixel_server.storage.loader import CONSUMER, Loader, quarantine_stats
 from pixel_server.web import assets
 from pixel_server.web.frontdoor import JobpixelApp, PreRouter, ip_limit, request_id
-from pixel_server.web.headers import SecurityHeaders
+from pixel_server.web.headers import security_headers_hook
 
 log = logging.getLogger("jobpixel")
 
@@ -210,15 +209,15 @@ def create_app(settings: Settings, *, demo: bool = False) -> JobpixelApp:
         routes.append(Route("/", lambda r: RedirectResponse("/demo/"), methods=["GET"]))
         routes.append(Mount("/demo", StaticFiles(directory=DEMO_DIR, html=True), name="demo"))
 
-    # rights (issue #10): security headers on our own pages and API (web/headers.py)
-    app = Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(SecurityHeaders)])
+    app = Starlette(routes=routes, lifespan=lifespan)
     app.state.jp = state
     app.state.assets = assets.Assets()
     app.state.reports_auth = Authenticator(settings)  # reports
     app.state.reports_limiter = SignInLimiter()  # reports
     app.state.rights_limiter = rights_api.Limiter()  # rights
-    # door: the pre-router every request passes (web/frontdoor.py): request id, then the IP limit
-    front = PreRouter([request_id])
+    # the pre-router every request passes (web/frontdoor.py): request id, the security headers of our
+    # own pages and API (web/headers.py, issue #10), then the IP limit
+    front = PreRouter([request_id, security_headers_hook])
     ip_buckets = Buckets(settings.limits.ip_rate_per_s, settings.limits.ip_burst, settings.limits.max_keys)
     if ip_buckets.enabled:
         front.add(ip_limit(ip_buckets, settings.trusted_proxies, all_origins, metrics))

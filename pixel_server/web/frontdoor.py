@@ -140,11 +140,14 @@ class JobpixelApp:
 
 
 def _adding(send: Send, extra: list[tuple[bytes, bytes]]) -> Send:
-    """``send`` with the pre-router's response headers added to the response start."""
+    """``send`` with the pre-router's response headers added to the response start, each only where
+    the route did not set it (the dashboard sends its own, stricter, CSP)."""
 
     async def wrapped(message: Message) -> None:
         if message["type"] == "http.response.start":
-            message = {**message, "headers": [*message.get("headers", ()), *extra]}
+            headers = list(message.get("headers", ()))
+            present = {k.lower() for k, _ in headers}
+            message = {**message, "headers": headers + [(k, v) for k, v in extra if k not in present]}
         await send(message)
 
     return wrapped

@@ -1,7 +1,8 @@
 """Security headers on every page and API answer jobpixel serves itself (issue #10).
 
-One ASGI middleware in front of the Starlette routes. It adds each header only when the route did not
-set it (the dashboard sends its own, stricter, CSP):
+One pre-router hook (``web/frontdoor.py``): it puts the headers in ``scope[RESPONSE_HEADERS]``, and
+the front door adds each one only when the route did not set it (the dashboard sends its own,
+stricter, CSP):
 
 - ``Content-Security-Policy``: no inline script, nothing from another origin, ``frame-ancestors 'none'``
   (no page may frame ours: clickjacking), ``base-uri 'none'``, ``form-action 'self'``;
@@ -18,7 +19,9 @@ everything but the CSP.
 
 from __future__ import annotations
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope
+
+from pixel_server.web.frontdoor import RESPONSE_HEADERS
 
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
@@ -45,25 +48,8 @@ def security_headers(path: str, scheme: str) -> list[tuple[bytes, bytes]]:
     return out
 
 
-class SecurityHeaders:
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        extra = security_headers(scope["path"], scope.get("scheme", "http"))
-        if not extra:
-            await self.app(scope, receive, send)
-            return
-
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = list(message.get("headers", []))
-                present = {k.lower() for k, _ in headers}
-                headers += [(k, v) for k, v in extra if k not in present]
-                message = {**message, "headers": headers}
-            await send(message)
-
-        await self.app(scope, receive, send_with_headers)
+def security_headers_hook(scope: Scope) -> None:
+    """A pre-router hook: never answers, only asks for the headers of this response."""
+    extra = security_headers(scope["path"], scope.get("scheme", "http"))
+    if extra:
+        scope.setdefault(RESPONSE_HEADERS, []).extend(extra)
