@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 CHROMIUM_PATH ?= /usr/bin/chromium
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test check audit fmt bench install chromium clean
+.PHONY: demo test check audit fmt bench install chromium clean pixel buildtools
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -20,15 +20,26 @@ chromium:
 	@test -x $(CHROMIUM_PATH) || { echo "installing Debian's Chromium for the browser tests"; \
 	  $(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
+# The pixel's build tools (terser, pinned in tools/package-lock.json): only for `make pixel` and the
+# test that rebuilds p.min.js. Without npm (or offline) that one test is skipped, and says why.
+buildtools:
+	@test -x tools/node_modules/.bin/terser || { command -v npm >/dev/null \
+	  && npm ci --prefix tools --ignore-scripts --no-audit --no-fund --silent \
+	  || echo "note: terser not installed (no npm, or offline): the p.min.js rebuild test will be skipped"; }
+
+# Build the served pixel from its readable source: static/p.js → static/p.min.js (+ p.min.json).
+pixel: $(STAMP) buildtools
+	$(PY) tools/build_pixel.py
+
 demo: $(STAMP)
 	$(VENV)/bin/jobpixel demo
 
-test: $(STAMP) chromium
+test: $(STAMP) chromium buildtools
 	CHROMIUM_PATH=$(CHROMIUM_PATH) $(PY) -m pytest
 
 check: $(STAMP)
-	$(VENV)/bin/ruff check pixel_server tests bench
-	$(VENV)/bin/ruff format --check pixel_server tests bench
+	$(VENV)/bin/ruff check pixel_server tests bench tools
+	$(VENV)/bin/ruff format --check pixel_server tests bench tools
 	$(VENV)/bin/mypy
 	@$(MAKE) --no-print-directory audit
 
@@ -46,8 +57,8 @@ audit: $(STAMP)
 	else echo "$$out"; exit $$rc; fi
 
 fmt: $(STAMP)
-	$(VENV)/bin/ruff format pixel_server tests bench
-	$(VENV)/bin/ruff check --fix pixel_server tests bench
+	$(VENV)/bin/ruff format pixel_server tests bench tools
+	$(VENV)/bin/ruff check --fix pixel_server tests bench tools
 
 bench: $(STAMP)
 	$(PY) bench/collect.py

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from playwright.sync_api import BrowserContext, Error, Page, Request
+from playwright.sync_api import BrowserContext, Error, Page, Request, Route
 
 from tests.browser.conftest import ThirdParty
 from tests.harness import LiveServer
@@ -59,7 +59,12 @@ def watch(page: Page) -> Iterator[Watch]:
     w = Watch()
     page.on("request", lambda r: w.requests.append(r))
     page.on("pageerror", lambda e: w.errors.append(e))
-    page.route("**/b.js", lambda route: route.fulfill(content_type="text/javascript", body=FAKE_BANNER))
+    page.route(
+        "**/b.js",
+        lambda route: route.fulfill(
+            content_type="text/javascript", body=FAKE_BANNER, headers={"Access-Control-Allow-Origin": "*"}
+        ),
+    )
     yield w
 
 
@@ -393,10 +398,9 @@ def test_nothing_is_sent_without_statistics_consent(
     assert pixel_server.events() == []
     assert third_party.requests == []
     assert context.cookies() == cookies_before  # the pixel writes no cookie
-    # No choice yet, marketing granted, or a visitor id left without statistics (the banner deletes it):
-    # the banner is loaded (once), from the pixel's origin.
-    banner = choice in (None, {"statistics": False, "marketing": True}, "stale-revision", "stale-token")
-    assert [r.url for r in watch.banner_loads()] == ([pixel_server.url + "/b.js"] if banner else [])
+    # Whatever the choice, the banner is imported once, from the pixel's origin: it alone decides
+    # what to ask, apply, or delete (the stale visitor id, here).
+    assert [r.url for r in watch.banner_loads()] == [pixel_server.url + "/b.js"]
     assert watch.errors == []
 
 
@@ -443,13 +447,13 @@ def test_pageview_is_sent_when_consent_arrives_later_and_stops_on_withdrawal(
 
 
 @pytest.mark.parametrize("gpc", [False, True], ids=["no-gpc", "gpc"])
-def test_gpc_in_the_browser_turns_marketing_off_in_what_the_pixel_sends(
+def test_gpc_in_the_browser_turns_marketing_off_and_the_pixel_claims_nothing(
     gpc: bool, page: Page, context: BrowserContext, pixel_server: LiveServer, watch: Watch
 ) -> None:
-    """A stored marketing grant (m: 1) on a browser that now sends GPC: events say marketing false.
-
-    Only ``navigator.globalPrivacyControl`` is set (no ``Sec-GPC`` header), and the banner is the
-    stand-in, which does not rewrite the cookie: this is the pixel's own check."""
+    """A stored marketing grant (m: 1) on a browser that now sends GPC: the events are stored with
+    marketing off and no click id. The pixel's bodies carry no `marketing` claim at all: the server
+    decides from the signed grant and ``Sec-GPC``. The banner is the stand-in, which does not
+    rewrite the cookie, so nothing but the server's own check turns marketing off here."""
     if gpc:
         page.add_init_script(
             "Object.defineProperty(Navigator.prototype, 'globalPrivacyControl', {get: () => true})"
@@ -466,20 +470,30 @@ def test_gpc_in_the_browser_turns_marketing_off_in_what_the_pixel_sends(
         assert (pv["marketing"], pv["click_ids"]) == (1, {"gclid": "X"})
     settle(page)
     sent = [r.post_data_json for r in watch.collects()]  # the pageview and the queued track call
-    assert sent and {e["marketing"] for e in sent} == {not gpc}
+    assert sent and not [e for e in sent if "marketing" in e]
     assert watch.errors == []
 
 
 def test_settings_elements_and_api_open_the_banner(
     page: Page, context: BrowserContext, pixel_server: LiveServer, watch: Watch
 ) -> None:
-    # a choice that grants nothing, on a site without the float button: no banner at load
+    """A click on a settings element while b.js is still on its way opens it once it is in; later
+    clicks and jobpixel('settings') open it directly. The link is never followed."""
     context.add_cookies(pixel_server.grant(statistics=False))  # type: ignore[arg-type]
+    held: list[Route] = []
+    page.unroute("**/b.js")
+    page.route("**/b.js", lambda route: held.append(route))  # the banner's response waits until the click is done
     page.goto(pixel_server.origin_page_url(AD_PATH))
     page.wait_for_function("window.__jpcfg")
-    settle(page)
-    assert watch.banner_loads() == []
+    for _ in range(100):
+        if held:
+            break
+        page.wait_for_timeout(50)
+    assert len(held) == 1 and page.evaluate("window.__bannerLoads") is None
     page.click("#settings")
+    held[0].fulfill(
+        content_type="text/javascript", body=FAKE_BANNER, headers={"Access-Control-Allow-Origin": "*"}
+    )
     page.wait_for_function("window.__bannerLoads === 1")
     assert page.evaluate("[window.__openedOnLoad, location.hash]") == [1, ""]  # opened, link not followed
     page.click("#settings")

@@ -1,7 +1,8 @@
-"""The pixel's size budget (issue #3, 2,000 B; issue #11, 2,150 B): p.js gzipped, as the page downloads it.
+"""The pixel's size budget (issues #3 and #11: 2,000 B): p.js gzipped, as the page downloads it.
 
-The server serves ``static/p.js`` minified by tdewolff/minify
-(:func:`pixel_server.web.assets.pixel_bundle`), gzipped at level 9; that is what is measured.
+The server serves the readable ``static/p.js`` as built by terser (``make pixel`` →
+``static/p.min.js``; :func:`pixel_server.web.assets.pixel_bundle`), gzipped at level 9; that is
+what is measured.
 """
 
 from __future__ import annotations

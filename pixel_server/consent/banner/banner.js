@@ -95,15 +95,28 @@
   const writeConsent = (c) => writeCookie(CONSENT, encodeURIComponent(JSON.stringify(c)), (c.exp - Date.now()) / 1e3);
 
   /**
-   * What the pixel shares (p.js, window.__jpkit): uuid(), the `jobpixel` Trusted Types policy
-   * it loaded b.js with (where the browser has none, or the page allows none, a pass-through object
-   * with the same two methods), and `events`: the JSON bodies it sent to /collect (see `forward`).
+   * What the pixel shares (p.js, window.__jpkit): uuid(), the pixel server's `origin`, the page's
+   * `nonce` (read by the pixel from its own <script>: b.js is a module it imported, with no element
+   * of its own), and `events`: the JSON bodies it sent to /collect (see `forward`).
    */
   const K = W.__jpkit;
+  const NONCE = (K && K.nonce) || '';
 
-  /** The <script> the pixel added for b.js: on the pixel server's origin, with the page's nonce. */
-  const ME = D.currentScript;
-  const NONCE = ME ? ME.nonce : '';
+  /**
+   * The `jobpixel` Trusted Types policy for the scripts the banner starts, made where the page
+   * enforces Trusted Types and allows the name. It passes values through (`String`): it is only ever
+   * given a channel tag URL from the site's config or a gated script the page itself wrote. Without
+   * Trusted Types, or where the page's `trusted-types` list does not name `jobpixel`, the same
+   * pass-through object stands in: plain strings go on.
+   */
+  const POLICY = (() => {
+    const passThrough = {createScriptURL: String, createScript: String};
+    try {
+      return W.trustedTypes.createPolicy('jobpixel', passThrough);
+    } catch (e) {
+      return passThrough;
+    }
+  })();
 
   /** @return {string} a v4 UUID (the pixel's helper) */
   const uuid = () => K.uuid();
@@ -111,7 +124,7 @@
   /** @return {!HTMLScriptElement} a <script src> (async, as every script added by script is) with the page's nonce */
   const addScript = (src) => {
     const s = D.createElement('script');
-    s.src = K.policy.createScriptURL(src);
+    s.src = POLICY.createScriptURL(src);
     s.nonce = NONCE;
     D.head.append(s);
     return s;
@@ -200,12 +213,12 @@
 
   /**
    * One event the pixel sent (the JSON body it gave /collect, from window.__jpkit.events): passed on
-   * to each started tag only while marketing is in force and only if the pixel sent it under
-   * marketing consent — the same events the server forwards.
+   * to each started tag only while marketing is in force — the events sent before the banner started
+   * once the stored choice is applied, the later ones as they are sent — as the server forwards the
+   * events its marketing grant covers.
    */
   const forward = (body) => {
-    const e = JSON.parse(body);
-    if (S.started && e.marketing) S.ch.forEach((c) => safe(tagEvent)(c.tag, e));
+    if (S.started) S.ch.forEach((c) => safe(tagEvent)(c.tag, JSON.parse(body)));
   };
 
   /** @return {!Array<string>} the names of the cookies a channel's tag sets here (config + TAG_COOKIES) */
@@ -234,10 +247,10 @@
     if (!(cat == 'statistics' ? stat : cat == 'marketing' && mkt)) return;
     const s = D.createElement('script');
     for (const a of old.attributes) if (!['type', 'data-src', 'nonce'].includes(a.name)) s.setAttribute(a.name, a.value);
-    // the IDL nonce survives nonce hiding (the attribute reads ''); else the page's, as b.js got it
+    // the IDL nonce survives nonce hiding (the attribute reads ''); else the page's, as the pixel got it
     s.nonce = old.nonce || NONCE;
-    if (old.dataset.src) s.src = K.policy.createScriptURL(old.dataset.src);
-    else s.text = K.policy.createScript(old.text);
+    if (old.dataset.src) s.src = POLICY.createScriptURL(old.dataset.src);
+    else s.text = POLICY.createScript(old.text);
     old.replaceWith(s);
   });
 
@@ -535,7 +548,7 @@
     const T = B.texts || {};
     const tag = D.querySelector('script[data-site]');
     S.ch = cfg.channels || [];
-    S.src = ME ? new URL(ME.src).origin : '';
+    S.src = K.origin;
     S.lang = [tag && tag.dataset.lang, D.documentElement.lang, cfg.lang, 'nb']
       .map((l) => String(l || '').toLowerCase().slice(0, 2).replace('no', 'nb')).find((l) => LANGS.includes(l));
     S.t = {...T.nb, ...T[S.lang], ...(cfg.texts || {})[S.lang]};

@@ -7,7 +7,7 @@
  * 1. A second copy of this tag on the page does nothing (the guard runs first).
  * 2. Google Consent Mode gets its default: everything denied until the banner says otherwise.
  * 3. The site's public config is fetched; once the page is shown to someone (not prerendered,
- *    not a background tab), the banner loads when it has something to ask or apply, and a
+ *    not a background tab), the banner is imported (it asks, or applies the stored choice), and a
  *    pageview is sent if the visitor allowed statistics.
  * 4. While the page is open the engagement clock runs (rules below); it is sent when the page
  *    is hidden or left, and on a single-page-app navigation, which also starts a new pageview.
@@ -47,7 +47,6 @@
   const THROTTLED_INPUTS = ['pointermove', 'pointerdown', 'keydown', 'scroll'];
   const FOCUS_INPUTS = ['focus', 'blur'];
   const CONSENT_EVENT = 'jobpixel:consent';
-  const POLICY_NAME = 'jobpixel';
 
   const noop = () => {};
 
@@ -88,10 +87,10 @@
    * @property {number} maxScroll  the deepest scroll depth of this pageview, 0–100
    * @property {number} sentScroll  the depth last sent (or seen at the start)
    * @property {?number} pendingInputAt  the latest input not yet counted: it waits for an animation frame (requested with the first)
-   * @property {?HTMLScriptElement} banner  the b.js element once added
+   * @property {boolean} bannerLoaded  b.js has been imported
    * @property {!Array<!Function>} pending  what waits for the page to be shown: jobpixel(...) calls, clicks
-   * @property {!Array<string>} sent  the bodies the browser took, for the banner (window.__jpkit.events): it
-   *   passes the marketing ones on to the channel tags with their event ids, and takes over `push`
+   * @property {!Array<string>} sent  the bodies the browser took, for the banner (window.__jpkit.events): while
+   *   marketing is in force it passes them on to the channel tags with their event ids; it takes over `push`
    */
 
   // ---- start: guard first, then Consent Mode's default ----
@@ -129,7 +128,7 @@
   let maxScroll = 0;
   let sentScroll = 0;
   let pendingInputAt = null;
-  let banner = null;
+  let bannerLoaded = false;
   const pending = [];
   const sent = [];
 
@@ -175,14 +174,14 @@
         return false; // no fetch either, or it refused at once
       }
     }
-    sent.push(body); // the banner passes marketing events on to the channel tags
+    sent.push(body); // the banner passes them on to the channel tags while marketing is in force
     return true;
   }
 
   /**
-   * Send an event if the visitor allowed statistics for this revision and holds a visitor grant;
-   * marketing only with their marketing consent and no Global Privacy Control. Called only once
-   * the page is shown (so the config is in).
+   * Send an event if the visitor allowed statistics for this revision and holds a visitor grant (the
+   * server reads statistics and marketing from that signed grant and Sec-GPC, never from the body).
+   * Called only once the page is shown (so the config is in).
    * @return {?string} the event id, if the browser took the event
    */
   function send(name, extra) {
@@ -191,8 +190,7 @@
     if (!consent.s || consent.rev != config.revision || !token) return null;
     const id = uuid();
     const body = JSON.stringify({site, ad: adId, name, url, referrer, event_id: id,
-      pageview_id: pageviewId, client_ts: Date.now(), token,
-      marketing: !!consent.m && !navigator.globalPrivacyControl, ...extra});
+      pageview_id: pageviewId, client_ts: Date.now(), token, ...extra});
     return deliver(body) ? id : null;
   }
 
@@ -308,37 +306,24 @@
 
   // ---- the banner and the public API ----
 
-  /** Open the banner's settings layer: now if it is loaded, else once it is. */
+  /** Open the banner's settings layer: now if it is loaded, else once it is (it is imported once the page is shown). */
   function openSettings() {
     if (window.__jpbanner) window.__jpbanner.open();
     else window.__jpopen = 1;
-    loadBanner();
   }
 
   /**
-   * Add b.js (once): with the page's nonce and, where the page enforces Trusted Types, through the
-   * `jobpixel` policy made here. The banner starts the channel tags and gated scripts with the same
-   * nonce (read from its own element) and policy (window.__jpkit, with `events`: the bodies sent,
-   * which the banner passes on to the channel tags). The policy passes values
-   * through (`String`); it is only ever given b.js on the pixel server, a channel tag URL from the
-   * site's config, and a gated script the page itself wrote. Where the browser has no Trusted
-   * Types, or the page's `trusted-types` list does not name `jobpixel`, the same pass-through
-   * object stands in for it: plain strings go on.
+   * Import b.js (once) as a module from the pixel server. A dynamic import inherits this script's
+   * nonce and is no Trusted Types sink, so neither the page's CSP nor its Trusted Types need anything
+   * more for the banner. The banner gets the rest from window.__jpkit: uuid(), the pixel server's
+   * origin, the page's nonce (for the channel tags and gated scripts it starts) and `events` (the
+   * bodies sent, which it passes on to the channel tags while marketing is in force).
    */
   function loadBanner() {
-    if (!shown || banner) return; // not before the page is shown and the config in; once
-    const passThrough = {createScriptURL: String, createScript: String};
-    let policy = passThrough;
-    try {
-      policy = window.trustedTypes.createPolicy(POLICY_NAME, passThrough);
-    } catch (e) {
-      // no Trusted Types here, or the page does not allow our policy
-    }
-    window.__jpkit = {uuid, policy, events: sent};
-    banner = document.createElement('script');
-    banner.src = policy.createScriptURL(origin + '/b.js');
-    banner.nonce = nonce;
-    document.head.append(banner);
+    if (!shown || bannerLoaded) return; // not before the page is shown and the config in; once
+    bannerLoaded = true;
+    window.__jpkit = {uuid, origin, nonce, events: sent};
+    import(origin + '/b.js').catch(noop);
   }
 
   /** Run `task` now if the page is shown, else once it is (calls and clicks before the config). */
@@ -386,13 +371,11 @@
    */
   function onShown() {
     if (shown || !config || document.prerendering || document.hidden) return;
-    const consent = readConsent();
     shown = true;
-    // The banner asks; applies a stored grant (Consent Mode, gated scripts, tags); deletes a
-    // visitor id held without statistics. A stored "no to all" of this revision needs nothing.
-    const needsBanner = !consent || consent.rev != config.revision || consent.s || consent.m ||
-      readCookie(VISITOR_COOKIE) || config.float_button || window.__jpopen;
-    if (needsBanner) loadBanner();
+    // The banner alone decides what a shown page needs: to ask; to apply a stored choice (Consent
+    // Mode, gated scripts, channel tags); to delete a visitor id held without statistics; the
+    // floating settings button. It is cached (an hour, then revalidated), so a page pays one import.
+    loadBanner();
     startPageview();
     pending.splice(0).forEach(safe((run) => run()));
   }

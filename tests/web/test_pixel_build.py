@@ -1,0 +1,41 @@
+"""The served pixel is the build of the readable source (issue #11): ``make pixel`` runs terser over
+``static/p.js`` into ``static/p.min.js`` and records the source's SHA-256 in ``static/p.min.json``."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pixel_server.web.assets import PIXEL_PATH, pixel_build_is_fresh, pixel_bundle
+
+ROOT = Path(__file__).resolve().parents[2]
+TERSER = ROOT / "tools" / "node_modules" / ".bin" / "terser"
+
+
+def test_the_checked_in_build_is_of_this_source() -> None:
+    assert pixel_build_is_fresh(), "p.js changed since p.min.js was built: run `make pixel`"
+    assert pixel_bundle() == PIXEL_PATH.with_suffix(".min.js").read_bytes()
+
+
+def test_an_edited_source_is_noticed_and_served_from_the_source(tmp_path: Path) -> None:
+    for name in ("p.js", "p.min.js", "p.min.json"):
+        shutil.copy(PIXEL_PATH.with_name(name), tmp_path / name)
+    copy = tmp_path / "p.js"
+    assert pixel_build_is_fresh(copy)
+    copy.write_text(copy.read_text().replace("const IDLE_MS = 5000;", "const IDLE_MS = 6000;"))
+    assert not pixel_build_is_fresh(copy)
+    served = pixel_bundle(copy)
+    assert served != (tmp_path / "p.min.js").read_bytes() and b"6e3" in served  # the edit is live
+
+
+@pytest.mark.skipif(not TERSER.exists(), reason="terser is not installed (npm ci --prefix tools)")
+def test_rebuilding_gives_the_checked_in_bytes() -> None:
+    """Where the build tools are installed (``make test`` installs them when npm is there)."""
+    done = subprocess.run(
+        [sys.executable, "tools/build_pixel.py", "--check"], cwd=ROOT, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
