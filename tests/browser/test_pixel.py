@@ -482,7 +482,7 @@ def test_settings_elements_and_api_open_the_banner(
     context.add_cookies(pixel_server.grant(statistics=False))  # type: ignore[arg-type]
     held: list[Route] = []
     page.unroute("**/b.js")
-    page.route("**/b.js", lambda route: held.append(route))  # the banner's response waits until the click is done
+    page.route("**/b.js", lambda route: held.append(route))  # b.js waits until the click is done
     page.goto(pixel_server.origin_page_url(AD_PATH))
     page.wait_for_function("window.__jpcfg")
     for _ in range(100):
