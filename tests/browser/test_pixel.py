@@ -40,6 +40,13 @@ window.__openedOnLoad = window.__jpopen;
 window.__jpbanner = {open: function () { window.__opens = (window.__opens || 0) + 1; }};"""
 
 
+def fulfill_fake_banner(route: Route) -> None:
+    """Answer the pixel's import of b.js with the stand-in (CORS: a module fetch needs it)."""
+    route.fulfill(
+        content_type="text/javascript", body=FAKE_BANNER, headers={"Access-Control-Allow-Origin": "*"}
+    )
+
+
 @dataclass
 class Watch:
     """Every request the page makes, and every uncaught error in it."""
@@ -59,12 +66,7 @@ def watch(page: Page) -> Iterator[Watch]:
     w = Watch()
     page.on("request", lambda r: w.requests.append(r))
     page.on("pageerror", lambda e: w.errors.append(e))
-    page.route(
-        "**/b.js",
-        lambda route: route.fulfill(
-            content_type="text/javascript", body=FAKE_BANNER, headers={"Access-Control-Allow-Origin": "*"}
-        ),
-    )
+    page.route("**/b.js", fulfill_fake_banner)
     yield w
 
 
@@ -491,9 +493,7 @@ def test_settings_elements_and_api_open_the_banner(
         page.wait_for_timeout(50)
     assert len(held) == 1 and page.evaluate("window.__bannerLoads") is None
     page.click("#settings")
-    held[0].fulfill(
-        content_type="text/javascript", body=FAKE_BANNER, headers={"Access-Control-Allow-Origin": "*"}
-    )
+    fulfill_fake_banner(held[0])
     page.wait_for_function("window.__bannerLoads === 1")
     assert page.evaluate("[window.__openedOnLoad, location.hash]") == [1, ""]  # opened, link not followed
     page.click("#settings")

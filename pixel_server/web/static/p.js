@@ -87,7 +87,6 @@
    * @property {number} maxScroll  the deepest scroll depth of this pageview, 0–100
    * @property {number} sentScroll  the depth last sent (or seen at the start)
    * @property {?number} pendingInputAt  the latest input not yet counted: it waits for an animation frame (requested with the first)
-   * @property {boolean} bannerLoaded  b.js has been imported
    * @property {!Array<!Function>} pending  what waits for the page to be shown: jobpixel(...) calls, clicks
    * @property {!Array<string>} sent  the bodies the browser took, for the banner (window.__jpkit.events): while
    *   marketing is in force it passes them on to the channel tags with their event ids; it takes over `push`
@@ -128,7 +127,6 @@
   let maxScroll = 0;
   let sentScroll = 0;
   let pendingInputAt = null;
-  let bannerLoaded = false;
   const pending = [];
   const sent = [];
 
@@ -313,15 +311,13 @@
   }
 
   /**
-   * Import b.js (once) as a module from the pixel server. A dynamic import inherits this script's
+   * Import b.js as a module from the pixel server (once: onShown acts once). A dynamic import inherits this script's
    * nonce and is no Trusted Types sink, so neither the page's CSP nor its Trusted Types need anything
    * more for the banner. The banner gets the rest from window.__jpkit: uuid(), the pixel server's
    * origin, the page's nonce (for the channel tags and gated scripts it starts) and `events` (the
    * bodies sent, which it passes on to the channel tags while marketing is in force).
    */
   function loadBanner() {
-    if (!shown || bannerLoaded) return; // not before the page is shown and the config in; once
-    bannerLoaded = true;
     window.__jpkit = {uuid, origin, nonce, events: sent};
     import(origin + '/b.js').catch(noop);
   }
