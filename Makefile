@@ -27,7 +27,8 @@ buildtools:
 	  && npm ci --prefix tools --ignore-scripts --no-audit --no-fund --silent \
 	  || echo "note: terser not installed (no npm, or offline): the p.min.js rebuild test will be skipped"; }
 
-# Build the served pixel from its readable source: static/p.js → static/p.min.js (+ p.min.json).
+# Build the served scripts from their readable sources: static/p.js → static/p.min.js, banner/banner.js →
+# banner/banner.min.js (+ their .min.json).
 pixel: $(STAMP) buildtools
 	$(PY) tools/build_pixel.py
 

@@ -203,12 +203,14 @@ _SPECS: tuple[ChannelSpec, ...] = (
         purpose_nb=(
             "Bid Theatre kjøper annonseplass for stillingsannonser og måler om visninger og klikk "
             "fører til søknader. Bid Theatre lagrer en tilfeldig bruker-ID i en informasjonskapsel "
-            "på sitt eget domene (bidtheatre.com), ikke på dette nettstedet."
+            "på sitt eget domene (bidtheatre.com), ikke på dette nettstedet. Bare nettleseren din "
+            "sender data til Bid Theatre; serveren vår sender ingenting dit."
         ),
         purpose_en=(
             "Bid Theatre buys ad space for job ads and measures whether views and clicks lead to "
             "applications. Bid Theatre keeps a random user id in a cookie on its own domain "
-            "(bidtheatre.com), not on this site."
+            "(bidtheatre.com), not on this site. Only your browser sends data to Bid Theatre; our "
+            "server sends it nothing."
         ),
         cookies=(),
         cookie_prefixes=(),

@@ -14,6 +14,7 @@ import gzip
 import hashlib
 import json
 import logging
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -70,36 +71,49 @@ def _etags(value: str) -> set[str]:
     return {v.strip().removeprefix("W/") for v in value.split(",") if v.strip()}
 
 
-def pixel_build_is_fresh(pixel_path: Path = PIXEL_PATH) -> bool:
-    """Whether ``p.min.js`` was built from this ``p.js`` (its manifest holds the source's SHA-256)."""
-    built, manifest = pixel_path.with_suffix(".min.js"), pixel_path.with_suffix(".min.json")
+def build_is_fresh(source: Path) -> bool:
+    """Whether ``x.min.js`` was built from this ``x.js``: its manifest ``x.min.json`` holds the source's
+    SHA-256."""
+    built, manifest = source.with_suffix(".min.js"), source.with_suffix(".min.json")
     if not (built.exists() and manifest.exists()):
         return False
     recorded = json.loads(manifest.read_text(encoding="utf-8")).get("source_sha256")
-    return bool(recorded == hashlib.sha256(pixel_path.read_bytes()).hexdigest())
+    return bool(recorded == hashlib.sha256(source.read_bytes()).hexdigest())
+
+
+def pixel_build_is_fresh(pixel_path: Path = PIXEL_PATH) -> bool:
+    return build_is_fresh(pixel_path)
+
+
+def built_js(source: Path) -> bytes:
+    """A script as served: the terser build of the readable source (``make pixel``).
+
+    A source edited without a rebuild is served through tdewolff/minify instead, with a warning, so
+    an edit shows at the next start; it is larger (over its budget) and a test fails until
+    ``make pixel`` is run.
+    """
+    if build_is_fresh(source):
+        return source.with_suffix(".min.js").read_bytes()
+    log.warning(
+        "%s changed since %s was built: serving it minified by tdewolff; run `make pixel`",
+        source,
+        source.with_suffix(".min.js").name,
+    )
+    return minify_js(source.read_text(encoding="utf-8"))
 
 
 def pixel_bundle(pixel_path: Path = PIXEL_PATH) -> bytes:
-    """``p.js`` as served: the terser build of the readable source (``make pixel``).
-
-    A source edited without a rebuild is served through tdewolff/minify instead, with a warning, so
-    an edit shows at the next start; it is larger (over the budget) and a test fails until
-    ``make pixel`` is run.
-    """
-    if pixel_build_is_fresh(pixel_path):
-        return pixel_path.with_suffix(".min.js").read_bytes()
-    log.warning(
-        "%s changed since p.min.js was built: serving it minified by tdewolff; run `make pixel`", pixel_path
-    )
-    return minify_js(pixel_path.read_text(encoding="utf-8"))
+    """``p.js`` as served: the terser build ``static/p.min.js``."""
+    return built_js(pixel_path)
 
 
 def banner_bundle(banner_dir: Path = BANNER_DIR) -> bytes:
-    """``window.__jpb={css, texts}`` + banner.js, minified: one request, no build step."""
+    """``window.__jpb={css, texts}`` + the banner's script (its terser build ``banner.min.js``): one
+    request."""
     css = minify.string("text/css", (banner_dir / "banner.css").read_text(encoding="utf-8"))
     texts = {lang: orjson.loads((banner_dir / "texts" / f"{lang}.json").read_bytes()) for lang in LANGS}
     head = b"window.__jpb=" + orjson.dumps({"css": css, "texts": texts}) + b";"
-    return head + minify_js((banner_dir / "banner.js").read_text(encoding="utf-8"))
+    return head + built_js(banner_dir / "banner.js")
 
 
 def minify_js(source: str) -> bytes:
@@ -118,7 +132,8 @@ class Assets:
         self.banner = Asset.build(banner_bundle(banner_dir), "text/javascript", SCRIPT_CACHE)
 
 
-def site_public_config(site: Site) -> dict[str, Any]:
+def site_public_config(site: Site, forwarded: Collection[str] = ()) -> dict[str, Any]:
+    """The site's public config (/s/{site}.json). `forwarded`: the channels the server forwards for it."""
     return {
         "site": site.id,
         "revision": site.revision,
@@ -130,7 +145,10 @@ def site_public_config(site: Site) -> dict[str, Any]:
         "thanks_pattern": site.thanks_pattern,
         "float_button": site.float_button,
         "texts": {lang: dict(t) for lang, t in site.texts.items()},
-        "channels": [channels.public_channel(name, cfg) for name, cfg in site.channels.items()],
+        "channels": [
+            {**channels.public_channel(name, cfg), "server": name in forwarded}
+            for name, cfg in site.channels.items()
+        ],
     }
 
 
@@ -153,4 +171,5 @@ async def site_config(request: Request) -> Response:
         return json_response(
             {"error": "unknown_site", "field": "site", "detail": "unknown site"}, 404, headers
         )
-    return json_response(site_public_config(site), 200, headers)
+    forwarded = state.settings.forwarding.targets.get(site.id, {})
+    return json_response(site_public_config(site, forwarded), 200, headers)

@@ -240,3 +240,152 @@ def test_tags_get_no_event_before_marketing_consent_nor_after_withdrawal(
     wait_until(page, pixel_server, lambda: len(sent.ids("apply_click")) == 3)
     after = sent.ids("apply_click")[-1]
     assert tag_calls_with(page, after) == []
+
+
+# -- what the banner adds to the pixel's events (__jpkit.more): the page's JobPosting, the tags' ids -----
+
+JOB_PAGE = "jobb/4812/job_posting.html"
+OVERRIDE_PAGE = "jobb/4813/job_override.html"
+GA_CLIENT_ID = "1234567890.1700000000"
+# gtag.js as far as the banner uses it: gtag('get', id, 'client_id', callback) answers the client id
+FAKE_GTAG = """(() => {
+  const answer = (a) => { if (a && a[0] === 'get' && a[2] === 'client_id') a[3](CLIENT_ID); };
+  Array.prototype.forEach.call(window.dataLayer, answer);
+  const push = window.dataLayer.push;
+  window.dataLayer.push = function () {
+    Array.prototype.forEach.call(arguments, answer);
+    return push.apply(this, arguments);
+  };
+})();""".replace("CLIENT_ID", repr(GA_CLIENT_ID))
+
+
+def bodies(sent: Collected, name: str) -> list[dict[str, Any]]:
+    return [e for e in sent.events if e.get("name") == name]
+
+
+def test_the_pageview_carries_the_pages_job_posting_and_only_the_pageview(
+    page: Page, context: BrowserContext, pixel_server: ForwardingServer, third_party: ThirdParty
+) -> None:
+    """JSON-LD in an @graph, after a broken block; the words of [data-jobpixel-text]; stored in `ads`."""
+    from pixel_server.reports.ads import ad_job
+
+    sent = Collected(page, pixel_server)
+    page.goto(pixel_server.origin_page_url(JOB_PAGE))
+    settings(page, statistics=True, marketing=False)
+    wait_until(page, pixel_server, lambda: bodies(sent, "pageview"))
+    page.locator("#apply").click()
+    wait_until(page, pixel_server, lambda: bodies(sent, "apply_click"))
+    expected = {
+        "title": "Sykepleier natt",
+        "category": "Helse og omsorg",
+        "location": "Bergen",
+        "employer": "Acme Helse AS",
+        "employment_type": "FULL_TIME, TEMPORARY",
+        "date_posted": "2026-11-20",
+        "valid_through": "2026-12-31",
+        "words": 9,
+    }
+    [view] = bodies(sent, "pageview")
+    assert view["job"] == expected
+    assert "job" not in bodies(sent, "apply_click")[0]
+    assert "channel_ids" not in view  # statistics only
+    pixel_server.wait_for_events(1, page=page, event_id=view["event_id"])
+    assert pixel_server.state.store is not None
+    assert ad_job(pixel_server.state.store, "shop", "4812") == expected
+    assert third_party.requests == []
+
+
+def test_tag_overrides_win_and_values_the_server_would_refuse_never_cost_the_pageview(
+    page: Page, pixel_server: ForwardingServer
+) -> None:
+    """data-title / data-location on the pixel tag win; a text past the server's limit is cut to it, a
+    date that is no date is left out, so the pageview is accepted (a 400 would lose it)."""
+    sent = Collected(page, pixel_server)
+    answers: list[int] = []
+    page.on(
+        "response",
+        lambda r: answers.append(r.status) if r.url == pixel_server.url + "/collect" else None,
+    )
+    page.goto(pixel_server.origin_page_url(OVERRIDE_PAGE))
+    settings(page, statistics=True, marketing=False)
+    wait_until(page, pixel_server, lambda: bodies(sent, "pageview") and answers)
+    [view] = bodies(sent, "pageview")
+    industry = page.evaluate(
+        "JSON.parse(document.querySelector('script[type=\"application/ld+json\"]').textContent).industry"
+    )
+    assert len(industry) > 100
+    assert view["job"] == {
+        "title": "Kokk",
+        "category": industry[:100],
+        "location": "Oslo",
+        "employer": "Acme Mat",
+    }
+    pixel_server.wait_for_events(1, page=page, event_id=view["event_id"])
+    assert answers == [204]
+
+
+def test_channel_ids_only_under_marketing_and_ga4_from_one_side_only(
+    page: Page,
+    context: BrowserContext,
+    pixel_server: ForwardingServer,
+    third_party: ThirdParty,
+    recorders: dict[str, RecordingServer],
+) -> None:
+    """The tags' own first-party ids ride with the events only while marketing is in force; GA4, which
+    has no dedup key, gets an event carrying the Google tag's client id from the server alone."""
+    context.route(
+        "https://www.googletagmanager.com/**",
+        lambda route: route.fulfill(content_type="text/javascript", body=FAKE_GTAG),
+    )
+    origin = pixel_server.partner.origin
+    sent = Collected(page, pixel_server)
+    page.goto(pixel_server.origin_page_url(JOB_PAGE))
+    settings(page, statistics=True, marketing=False)
+    page.locator("#apply").click()
+    wait_until(page, pixel_server, lambda: bodies(sent, "pageview") and bodies(sent, "apply_click"))
+
+    settings(page, statistics=True, marketing=True)
+    # what the channels' tags would set now (they are answered empty here); and one cookie not theirs
+    context.add_cookies(
+        [
+            {"name": "_fbp", "value": "fb.1.1700000000000.111", "url": origin},
+            {"name": "_scid", "value": "scid-browser-1", "url": origin},
+            {"name": "li_fat_id", "value": "li-cookie-1", "url": origin},
+            {"name": "_unrelated", "value": "x", "url": origin},
+        ]
+    )
+    # on the thanks page the apply_complete leaves before gtag.js could answer gtag('get', …): no client
+    # id with it, so GA4 gets it from the tag, and the server sends GA4 nothing for it
+    page.goto(pixel_server.origin_page_url(THANKS))
+    wait_until(page, pixel_server, lambda: sent.ids("apply_complete"))
+    [complete] = bodies(sent, "apply_complete")
+    assert complete["channel_ids"] == {
+        "fbp": "fb.1.1700000000000.111",
+        "scid": "scid-browser-1",
+        "li_fat_id": "li-cookie-1",
+    }
+    page.wait_for_function("window.fbq && window.snaptr && window.dataLayer && window.__jpbanner.state.gaid")
+    assert tag_calls_with(page, complete["event_id"]) == ["ga4", "linkedin", "meta", "snapchat"]
+    wait_until(page, pixel_server, lambda: carried(recorders["meta"], complete["event_id"]))
+    assert any("fb.1.1700000000000.111" in r.body.decode() for r in recorders["meta"].requests)
+    wait_until(page, pixel_server, lambda: carried(recorders["snapchat"], complete["event_id"]))
+    assert any("scid-browser-1" in r.body.decode() for r in recorders["snapchat"].requests)
+
+    # once gtag.js answered, an apply click carries the client id: GA4 gets it from the server alone
+    page.goto(pixel_server.origin_page_url(JOB_PAGE))
+    page.wait_for_function("window.__jpbanner && window.__jpbanner.state.gaid")
+    page.locator("#apply").click()
+    wait_until(page, pixel_server, lambda: len(bodies(sent, "apply_click")) == 2)
+    click = bodies(sent, "apply_click")[-1]
+    assert click["channel_ids"]["ga_client_id"] == GA_CLIENT_ID
+    wait_until(page, pixel_server, lambda: carried(recorders["ga4"], click["event_id"]))
+    [ga4] = [r for r in recorders["ga4"].requests if click["event_id"] in r.body.decode()]
+    assert json.loads(ga4.body)["client_id"] == GA_CLIENT_ID
+    assert tag_calls_with(page, click["event_id"]) == ["meta"]  # not GA4 too; Snap, LinkedIn take no clicks
+    assert not carried(recorders["ga4"], complete["event_id"])
+    # no marketing, no ids: not on the statistics-only events before, and not after a withdrawal
+    settings(page, statistics=True, marketing=False)
+    page.locator("#apply").click()
+    wait_until(page, pixel_server, lambda: len(bodies(sent, "apply_click")) == 3)
+    without = [bodies(sent, "pageview")[0], bodies(sent, "apply_click")[0], bodies(sent, "apply_click")[2]]
+    assert all("channel_ids" not in e for e in without), without

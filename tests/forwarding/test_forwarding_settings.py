@@ -159,3 +159,16 @@ def test_the_public_site_config_never_shows_forwarding_secrets() -> None:
     for hidden in (*SECRETS, *SECRETS.values(), "secret_env", "conversion_rule", "987654", "127.0.0.1:9300"):
         assert hidden not in public
     assert "G-TEST123" in public  # the tag config still is
+
+
+def test_the_public_site_config_says_which_channels_the_server_forwards() -> None:
+    """The banner leaves GA4 events to the server only where the server forwards GA4 (``server``)."""
+    from pixel_server.web.assets import site_public_config
+
+    st = build(forwarding_config(Path("/tmp/x"), "http://127.0.0.1:9300"))
+    forwarded = st.forwarding.targets["shop"]
+    public = site_public_config(st.sites["shop"], forwarded)
+    server = {c["id"]: c["server"] for c in public["channels"]}
+    assert server == {name: name in forwarded for name in st.sites["shop"].channels}
+    assert server["ga4"] is True
+    assert all(c["server"] is False for c in site_public_config(st.sites["shop"])["channels"])

@@ -1,5 +1,6 @@
-"""The served pixel is the build of the readable source (issue #11): ``make pixel`` runs terser over
-``static/p.js`` into ``static/p.min.js`` and records the source's SHA-256 in ``static/p.min.json``."""
+"""The served scripts are the builds of their readable sources (issue #11): ``make pixel`` runs terser
+over ``static/p.js`` into ``static/p.min.js`` and over ``consent/banner/banner.js`` into
+``banner.min.js``, and records each source's SHA-256 in the ``*.min.json`` beside it."""
 
 from __future__ import annotations
 
@@ -10,15 +11,25 @@ from pathlib import Path
 
 import pytest
 
-from pixel_server.web.assets import PIXEL_PATH, pixel_build_is_fresh, pixel_bundle
+from pixel_server.web.assets import (
+    BANNER_DIR,
+    PIXEL_PATH,
+    build_is_fresh,
+    built_js,
+    pixel_build_is_fresh,
+    pixel_bundle,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 TERSER = ROOT / "tools" / "node_modules" / ".bin" / "terser"
 
 
-def test_the_checked_in_build_is_of_this_source() -> None:
+def test_the_checked_in_builds_are_of_these_sources() -> None:
     assert pixel_build_is_fresh(), "p.js changed since p.min.js was built: run `make pixel`"
     assert pixel_bundle() == PIXEL_PATH.with_suffix(".min.js").read_bytes()
+    banner = BANNER_DIR / "banner.js"
+    assert build_is_fresh(banner), "banner.js changed since banner.min.js was built: run `make pixel`"
+    assert built_js(banner) == banner.with_suffix(".min.js").read_bytes()
 
 
 def test_an_edited_source_is_noticed_and_served_from_the_source(tmp_path: Path) -> None:

@@ -35,6 +35,12 @@
     linkedin: {apply_complete: 1},
   };
   const META_CUSTOM = ['ApplyClick']; // not a Meta standard event: fbq('trackCustom', …)
+  // The first-party cookies each channel's own tag sets, sent as `channel_ids` (forwarding/base.py) while
+  // marketing is in force, for the channels the site configured. GA4's client id comes from gtag('get').
+  const TAG_IDS = {meta: {fbp: '_fbp', fbc: '_fbc'}, snapchat: {scid: '_scid'}, linkedin: {li_fat_id: 'li_fat_id'}};
+  // The job metadata the server takes (ingest/request.py _job): text keys and their longest length
+  const JOB_TEXT = {title: 200, category: 100, location: 100, employer: 100, employment_type: 50};
+  const DATE = /^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])/;
   const ON = 'granted';
   const OFF = 'denied';
   const W = window;
@@ -45,12 +51,12 @@
   /**
    * The state. cfg: site config, ch: its channels, src: pixel server, t: texts, stored: the consent
    * cookie {v,id,s,m,rev,first,last,exp,gpc} as found, consent: stored if valid for this revision,
-   * started: channel tags on, opener: focus returns here, d1/d2: the layers, fb: float button, live: status region
+   * started: channel tags on, gaid: the Google tag's client id (gtag('get')), opener: focus returns here, d1/d2: the layers, fb: float button, live: status region
    * (page), e: status line of the open layer, n: choices made (a later one wins), key/cid: the grant awaiting the
    * log and its choice_id (a retry of it reuses the id, so the server logs it once), id: the consent id
    * for a first choice (the same on a retry).
    */
-  const S = {cfg: null, ch: [], src: '', lang: 'nb', t: {}, stored: null, consent: null, gpc: false, started: false,
+  const S = {cfg: null, ch: [], src: '', lang: 'nb', t: {}, stored: null, consent: null, gpc: false, started: false, gaid: '',
     opener: null, d1: null, d2: null, fb: null, live: null, e: null, n: 0, key: 0, cid: '', id: ''};
 
   /** @return {!Function} f, but errors stay in here: nothing the banner does reaches the host page */
@@ -168,6 +174,7 @@
     if (k == 'gtag') {
       gtag('js', new Date());
       gtag('config', id);
+      gtag('get', id, 'client_id', (v) => S.gaid = v); // documented; the _ga cookie's form is not
     } else if (k == 'meta') {
       const f = stub('fbq', 'callMethod');
       W._fbq = W._fbq || f;
@@ -194,20 +201,30 @@
 
   /**
    * Send one of the pixel's events to a started tag, with the event id the pixel sent to /collect
-   * (Meta eventID, Snap client_dedup_id, LinkedIn event_id, a GA4 event parameter) and the ad id as
-   * the job parameter the server sends too (content_ids, item_ids, job_id).
-   * @param {!Object} tag  the channel's tag config
-   * @param {!Object} e  the event as the pixel sent it: {name, event_id, ad, …}
+   * (Meta eventID, Snap client_dedup_id, LinkedIn event_id, a GA4 event parameter) and the job
+   * parameters the server sends too (the ad id and the page's JobPosting: content_*, item_*, job_*).
+   * GA4 has no dedup key between its tag and the server, so each event goes to it from one side only:
+   * the server's, when the site forwards GA4 (`c.server`) and the event carries the client id it
+   * needs; else the tag's (an event without the id is never sent by the server: failed_final).
+   * @param {!Object} c  the channel (site config `channels` item)
+   * @param {!Object} e  the event as the pixel sent it: {name, event_id, ad, channel_ids?, …}
    */
-  const tagEvent = (tag, e) => {
+  const tagEvent = (c, e) => {
+    const tag = c.tag;
     const k = tag.kind;
     const name = (TAG_EVENTS[k] || {})[e.name];
     const id = e.event_id;
-    const ad = e.ad; // '' when the page has no ad id: then no job parameter
+    const ad = e.ad; // '' when the page has no ad id: then no content id
     if (!name) return;
-    if (k == 'meta') W.fbq(META_CUSTOM.includes(name) ? 'trackCustom' : 'track', name, {...ad && {content_ids: [ad]}}, {eventID: id});
-    if (k == 'snapchat') W.snaptr('track', name, {...ad && {item_ids: [ad]}, client_dedup_id: id});
-    if (k == 'gtag') gtag('event', name, {send_to: tag.id, event_id: id, ...ad && {job_id: ad}});
+    const j = job();
+    // JSON drops the keys whose value is undefined (no such metadata on the page)
+    const params = (o) => JSON.parse(JSON.stringify(o));
+    if (k == 'meta') W.fbq(META_CUSTOM.includes(name) ? 'trackCustom' : 'track', name,
+      params({content_ids: ad ? [ad] : undefined, content_name: j.title, content_category: j.category}), {eventID: id});
+    if (k == 'snapchat') W.snaptr('track', name, params({item_ids: ad ? [ad] : undefined, item_category: j.category, client_dedup_id: id}));
+    // GA4: job_id and job_<key> for each metadata key, at most 100 characters each (GA4's limit)
+    if (k == 'gtag' && !(c.server && (e.channel_ids || {}).ga_client_id)) gtag('event', name, {send_to: tag.id, event_id: id,
+      ...Object.fromEntries(Object.entries({id: ad, ...j}).filter((kv) => kv[1]).map(([key, v]) => ['job_' + key, v.slice(0, 100)]))});
     if (k == 'linkedin' && tag.conversion) W.lintrk('track', {conversion_id: +tag.conversion, event_id: id});
   };
 
@@ -218,7 +235,69 @@
    * events its marketing grant covers.
    */
   const forward = (body) => {
-    if (S.started) S.ch.forEach((c) => safe(tagEvent)(c.tag, JSON.parse(body)));
+    if (S.started) S.ch.forEach((c) => safe(tagEvent)(c, JSON.parse(body)));
+  };
+
+  /* ---- what the banner adds to the pixel's events (window.__jpkit.more) ---- */
+
+  /** @return {string} a JSON-LD value as text: a string or number, an object's `name`; a list joined */
+  const ldText = (v) => [].concat(v).map((x) => (x && typeof x == 'object' ? ldText(x.name) : x == null ? '' : String(x)))
+    .filter(Boolean).join(', ').replace(/\s+/g, ' ').trim();
+
+  /** @return {!Object} the page's schema.org JobPosting (JSON-LD, also inside a list or an @graph), else {} */
+  const jobPosting = () => {
+    for (const s of D.querySelectorAll('script[type="application/ld+json"]')) {
+      try {
+        const nodes = [].concat(JSON.parse(s.textContent));
+        const found = nodes.concat(...nodes.map((n) => n['@graph'] || [])).find((n) => [].concat(n['@type']).includes('JobPosting'));
+        if (found) return found;
+      } catch (e) {
+        // a broken JSON-LD block: try the next
+      }
+    }
+    return {};
+  };
+
+  /**
+   * @return {!Object} the ad's metadata (issue #9): the page's JobPosting, overridden by the pixel tag's
+   * data-title / data-category / data-location; only keys with a value, each within the server's limits
+   * (a value the server would refuse would cost the pageview).
+   */
+  const job = () => {
+    const p = jobPosting();
+    const d = (D.querySelector('script[data-site]') || {}).dataset || {};
+    const address = ([].concat(p.jobLocation)[0] || {}).address || {};
+    const raw = {title: d.title || ldText(p.title), category: d.category || ldText(p.occupationalCategory) || ldText(p.industry),
+      location: d.location || ldText(address.addressLocality || address), employer: ldText(p.hiringOrganization),
+      employment_type: ldText(p.employmentType), date_posted: ldText(p.datePosted), valid_through: ldText(p.validThrough)};
+    const out = {};
+    for (const key in raw) {
+      // a text within its length; a date as its YYYY-MM-DD day (a time after it is dropped)
+      const v = JOB_TEXT[key] ? raw[key].slice(0, JOB_TEXT[key]) : (DATE.exec(raw[key]) || [])[0];
+      if (v) out[key] = v;
+    }
+    return out;
+  };
+
+  /** @return {number} the words of the ad text ([data-jobpixel-text]; 0 without one) */
+  const words = () => (D.querySelector('[data-jobpixel-text]') || {innerText: ''}).innerText.split(/\s+/).filter(Boolean).length;
+
+  /** @return {!Object} the ids the configured channels' own tags set here (strings of at most 200 characters) */
+  const channelIds = () => {
+    const ids = {ga_client_id: S.gaid};
+    for (const c of S.ch) for (const [key, name] of Object.entries(TAG_IDS[c.tag.kind] || {})) ids[key] = readCookie(name);
+    for (const key in ids) if (!ids[key] || ids[key].length > 200) delete ids[key];
+    return ids;
+  };
+
+  /**
+   * What the pixel adds to an event body (p.js send): `job` on a pageview (with its word count), and
+   * `channel_ids` while marketing is in force (the server keeps them only under a marketing grant).
+   */
+  const more = (name) => {
+    const j = name == 'pageview' ? {...job(), words: words()} : {};
+    if (!j.words) delete j.words;
+    return {...Object.keys(j).length && {job: j}, ...S.started && {channel_ids: channelIds()}};
   };
 
   /** @return {!Array<string>} the names of the cookies a channel's tag sets here (config + TAG_COOKIES) */
@@ -582,6 +661,7 @@
 
   const ask = W.__jpopen == 1; // set by the pixel: open settings once loaded
   W.__jpbanner = {open: safe(open), state: S};
+  if (K) K.more = safe(more);
   W.__jpopen = W.__jpbanner.open;
   if (CRAWLER.test(navigator.userAgent) || !W.__jpcfg || !K) W.__jpopen = W.__jpbanner.open = noop;
   else if (D.body) init();

@@ -7,8 +7,10 @@
  * 1. A second copy of this tag on the page does nothing (the guard runs first).
  * 2. Google Consent Mode gets its default: everything denied until the banner says otherwise.
  * 3. The site's public config is fetched; once the page is shown to someone (not prerendered,
- *    not a background tab), the banner is imported (it asks, or applies the stored choice), and a
- *    pageview is sent if the visitor allowed statistics.
+ *    not a background tab), the banner is imported (it asks, or applies the stored choice); once it
+ *    is in (or failed to load), a pageview is sent if the visitor allowed statistics. The banner
+ *    adds to each event what only it reads: the page's JobPosting on a pageview, and the channel
+ *    tags' own ids while marketing is in force (`__jpkit.more`).
  * 4. While the page is open the engagement clock runs (rules below); it is sent when the page
  *    is hidden or left, and on a single-page-app navigation, which also starts a new pageview.
  * 5. A page restored from the back/forward cache is a new pageview with a fresh clock.
@@ -72,6 +74,7 @@
    * @typedef {Object} PixelState
    * @property {?Object} config  the site's public config (/s/{site}.json); null until it arrives
    * @property {boolean} shown  the page has been shown to someone (not prerendered, not a background tab)
+   * @property {boolean} ready  shown, and the banner's import settled (loaded or failed): events may be sent
    * @property {?string} pageviewId  the current pageview's event id; set only once the browser took it
    * @property {string} path  path + query of the current pageview, at most MAX_PATH characters
    * @property {string} url  full URL of the current pageview
@@ -112,6 +115,7 @@
   // ---- the state (PixelState above): one variable each ----
   let config = null;
   let shown = false;
+  let ready = false;
   let pageviewId = null;
   let path = '';
   let url = '';
@@ -141,6 +145,9 @@
    */
   const uuid = () => (crypto.randomUUID ? crypto.randomUUID() : '10000000-1000-4000-8000-100000000000'
     .replace(/[018]/g, (c) => (c ^ (crypto.getRandomValues(new Uint8Array(1))[0] & (15 >> (c / 4)))).toString(16)));
+
+  /** What the pixel shares with the banner (window.__jpkit, loadBanner); the banner adds `more`. */
+  const kit = {uuid, origin, nonce, events: sent};
 
   // ---- cookies and delivery ----
 
@@ -179,7 +186,8 @@
   /**
    * Send an event if the visitor allowed statistics for this revision and holds a visitor grant (the
    * server reads statistics and marketing from that signed grant and Sec-GPC, never from the body).
-   * Called only once the page is shown (so the config is in).
+   * The banner's `more(name)` adds `job` (pageviews) and `channel_ids` (marketing in force).
+   * Called only once ready (so the config is in).
    * @return {?string} the event id, if the browser took the event
    */
   function send(name, extra) {
@@ -188,7 +196,7 @@
     if (!consent.s || consent.rev != config.revision || !token) return null;
     const id = uuid();
     const body = JSON.stringify({site, ad: adId, name, url, referrer, event_id: id,
-      pageview_id: pageviewId, client_ts: Date.now(), token, ...extra});
+      pageview_id: pageviewId, client_ts: Date.now(), token, ...kit.more?.(name), ...extra});
     return deliver(body) ? id : null;
   }
 
@@ -276,7 +284,7 @@
 
   /** Start a pageview for the current URL (once), and the thank-you page's apply_complete. */
   function startPageview() {
-    if (pageviewId || !shown) return;
+    if (pageviewId || !ready) return;
     path = currentPath();
     const adMatch = config.ad_pattern ? path.match(config.ad_pattern) : null;
     url = location.href;
@@ -288,14 +296,14 @@
 
   /** A single-page-app navigation: the old page's engagement, then a new pageview. */
   function onNavigate() {
-    if (!shown || currentPath() == path) return;
+    if (!ready || currentPath() == path) return;
     flushEngagement();
     referrer = url;
     pageviewId = null;
     startPageview();
   }
 
-  /** Back/forward cache restore: the visitor arrived again, a new pageview (once shown) with a fresh clock. */
+  /** Back/forward cache restore: the visitor arrived again, a new pageview (once ready) with a fresh clock. */
   function onPageShow(event) {
     if (!event.persisted) return;
     pageviewId = null;
@@ -311,20 +319,28 @@
   }
 
   /**
-   * Import b.js as a module from the pixel server (once: onShown acts once). A dynamic import inherits this script's
-   * nonce and is no Trusted Types sink, so neither the page's CSP nor its Trusted Types need anything
-   * more for the banner. The banner gets the rest from window.__jpkit: uuid(), the pixel server's
-   * origin, the page's nonce (for the channel tags and gated scripts it starts) and `events` (the
-   * bodies sent, which it passes on to the channel tags while marketing is in force).
+   * Import b.js as a module from the pixel server (once: onShown acts once), then get ready. A dynamic
+   * import inherits this script's nonce and is no Trusted Types sink, so neither the page's CSP nor its
+   * Trusted Types need anything more for the banner. The banner gets the rest from window.__jpkit:
+   * uuid(), the pixel server's origin, the page's nonce (for the channel tags and gated scripts it
+   * starts) and `events` (the bodies sent, which it passes on to the channel tags while marketing is in
+   * force); it sets `more` there. A banner that fails to load costs its extras, never the pageview.
    */
   function loadBanner() {
-    window.__jpkit = {uuid, origin, nonce, events: sent};
-    import(origin + '/b.js').catch(noop);
+    window.__jpkit = kit;
+    import(origin + '/b.js').catch(noop).then(safe(onReady));
   }
 
-  /** Run `task` now if the page is shown, else once it is (calls and clicks before the config). */
+  /** The banner is in (or failed to load): count the pageview, then what waited (calls and clicks). */
+  function onReady() {
+    ready = true;
+    startPageview();
+    pending.splice(0).forEach(safe((run) => run()));
+  }
+
+  /** Run `task` now if ready, else once ready (calls and clicks before the config and the banner). */
   function later(task) {
-    if (shown) task();
+    if (ready) task();
     else pending.push(task);
   }
 
@@ -363,7 +379,8 @@
 
   /**
    * Once the config is in and the page is shown to someone (prerendering over, a background tab
-   * made visible): ask, count, replay. Called on each of those events; acts the first time all hold.
+   * made visible): import the banner, which asks; then count and replay (onReady). Called on each of
+   * those events; acts the first time all hold.
    */
   function onShown() {
     if (shown || !config || document.prerendering || document.hidden) return;
@@ -372,8 +389,6 @@
     // Mode, gated scripts, channel tags); to delete a visitor id held without statistics; the
     // floating settings button. It is cached (an hour, then revalidated), so a page pays one import.
     loadBanner();
-    startPageview();
-    pending.splice(0).forEach(safe((run) => run()));
   }
 
   // ---- wiring ----
