@@ -59,7 +59,7 @@ class Event:
 
         def strings(key: str, allowed: Sequence[str] | None = None) -> dict[str, str]:
             value = row.get(key)
-            if not isinstance(value, Mapping):
+            if not isinstance(value, dict):  # journal rows come from JSON: a dict or nothing (and fast)
                 return {}
             return {
                 str(k): v
@@ -145,3 +145,20 @@ def job_fields(event: Event) -> dict[str, str]:
     out = {"id": event.ad_id} if event.ad_id else {}
     out.update({k: event.job[k] for k in JOB_KEYS if event.job.get(k)})
     return out
+
+
+# application/x-www-form-urlencoded as urllib.parse.urlencode writes it (quote_plus: letters, digits and
+# "_.-~" stay, a space is "+", every other byte is %XX), through a table: a Meta batch of 1,000 events is
+# about 500 KB of JSON, which quote_plus walks one Python call per byte.
+_FORM = [
+    chr(b) if chr(b).isascii() and (chr(b).isalnum() or chr(b) in "_.-~") else f"%{b:02X}" for b in range(256)
+]
+_FORM[ord(" ")] = "+"
+
+
+def form_encode(fields: Mapping[str, str]) -> bytes:
+    """``urlencode(fields).encode()``, faster for long values."""
+    return "&".join(
+        "".join(map(_FORM.__getitem__, k.encode())) + "=" + "".join(map(_FORM.__getitem__, v.encode()))
+        for k, v in fields.items()
+    ).encode("ascii")

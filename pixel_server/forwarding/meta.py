@@ -32,7 +32,16 @@ from urllib.parse import urlencode
 import orjson
 
 from pixel_server.core.settings import ForwardTarget
-from pixel_server.forwarding.base import Channel, Event, Options, OutRequest, Unmappable, clip, job_fields
+from pixel_server.forwarding.base import (
+    Channel,
+    Event,
+    Options,
+    OutRequest,
+    Unmappable,
+    clip,
+    form_encode,
+    job_fields,
+)
 
 ENDPOINT = "https://graph.facebook.com"
 
@@ -60,7 +69,7 @@ class Meta(Channel):
             "POST",
             url,
             {"Content-Type": "application/x-www-form-urlencoded"},
-            urlencode({"data": data}).encode(),
+            form_encode({"data": data}),
         )
 
     def _event(self, e: Event) -> dict[str, Any]:

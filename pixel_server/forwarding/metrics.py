@@ -35,14 +35,23 @@ class ForwardMetrics:
             "jobpixel_forward_outbox_oldest_seconds", "Age of the oldest undelivered event", registry=r
         )
         self.registry = r
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
+
+    def child(self, metric: Any, *labels: str) -> Any:
+        """``metric.labels(*labels)``, kept: labels() takes a lock and builds a key on every call."""
+        key = (id(metric), labels)
+        got = self._children.get(key)
+        if got is None:
+            got = self._children[key] = metric.labels(*labels)
+        return got
 
     def count(self, counter: Any, channel: str, n: int = 1) -> None:
         if n:
-            counter.labels(channel).inc(n)
+            self.child(counter, channel).inc(n)
 
     def drop(self, channel: str, reason: str, n: int = 1) -> None:
         if n:
-            self.dropped.labels(channel, reason).inc(n)
+            self.child(self.dropped, channel, reason).inc(n)
 
     def value(self, name: str, **labels: str) -> float:
         """A sample's current value (tests, /readyz)."""

@@ -21,6 +21,7 @@ so they continue after a restart until success, a final answer, or the channel's
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import random
@@ -152,8 +153,8 @@ class Outbox:
             await self._fetch_ads(rows)
             deliveries, finals = self._plan(rows)
             new = await asyncio.to_thread(self.store.enqueue, deliveries)
-            for d in new:
-                self.metrics.count(self.metrics.queued, d.channel)
+            for channel, n in collections.Counter(d.channel for d in new).items():
+                self.metrics.count(self.metrics.queued, channel, n)
             queued += len(new)
             if finals:
                 new_keys = {d.key for d in new}
@@ -234,14 +235,22 @@ class Outbox:
         due = [d for d in self.store.pending() if d.next_at <= now]
         ready: list[Delivery] = []
         finals: list[tuple[Delivery, Status, str]] = []
+        # one judgement per grant per pass: an event's deliveries (one per channel) share its grant
+        verdicts: dict[tuple[str, str, str, float], tuple[bool, bool]] = {}
         for d in due:
             if d.channel not in registry.CHANNELS or d.channel not in self.fwd.targets.get(d.event.site, {}):
                 # queued before a restart whose settings no longer forward this channel for this site
                 finals.append((d, "failed_final", "channel no longer configured for this site (secret_env)"))
                 continue
             channel = registry.load(d.channel)
-            judgeable = self._judgeable(d.event)
-            if judgeable and self._revoked(d.event):
+            e = d.event
+            grant = (e.consent_id, e.choice_id, e.site, e.grant_issued_at)
+            verdict = verdicts.get(grant)
+            if verdict is None:
+                judgeable = self._judgeable(e)
+                verdict = verdicts[grant] = (judgeable, judgeable and self._revoked(e))
+            judgeable, revoked = verdict
+            if revoked:
                 finals.append((d, "withdrawn", "consent withdrawn before delivery"))
             elif now - d.event.ts > channel.max_age_s - AGE_MARGIN_S:
                 finals.append(
@@ -327,12 +336,16 @@ class Outbox:
         now = self.clock()
         rows = [(d, self._row(d, status, message, now)) for d, status, message in finals]
         await self._finish_durably(rows, now)
+        counts: dict[tuple[str, Status], int] = {}
         for d, status, _ in finals:
+            counts[d.channel, status] = counts.get((d.channel, status), 0) + 1
             if status == "sent":
-                self.metrics.count(self.metrics.sent, d.channel)
-                self.metrics.latency.labels(d.channel).observe(max(0.0, now - d.event.ts))
+                self.metrics.child(self.metrics.latency, d.channel).observe(max(0.0, now - d.event.ts))
+        for (channel, status), n in counts.items():
+            if status == "sent":
+                self.metrics.count(self.metrics.sent, channel, n)
             else:
-                self.metrics.drop(d.channel, status)
+                self.metrics.drop(channel, status, n)
 
     async def _finish_durably(self, rows: list[tuple[Delivery, dict[str, Any]]], now: float) -> None:
         """Group commit: the batches of a pass that end at about the same time share one fsync of the
