@@ -282,6 +282,21 @@ def test_data_ad_wins_over_the_url_pattern(
     assert open_ad(page, pixel_server, context, "/jobb/4711/pixel_plain.html")["ad_id"] == "plain-7"
 
 
+def test_data_ad_names_the_landing_page_only_and_jobpixel_ad_names_the_next(
+    page: Page, context: BrowserContext, pixel_server: LiveServer, watch: Watch
+) -> None:
+    """An SPA: data-ad is the ad of the page the tag was loaded on, not of every path after it; a new
+    path takes its ad from ad_pattern, or from jobpixel('ad', id) called before the route changes."""
+    assert open_ad(page, pixel_server, context, "/jobb/4711/pixel_plain.html")["ad_id"] == "plain-7"
+    page.evaluate("history.pushState({}, '', '/jobb/888/pixel_plain.html')")
+    assert wait_events(page, pixel_server, 2, name="pageview")[-1]["ad_id"] == "888"
+    page.evaluate("jobpixel('ad', 'spa-9'); history.pushState({}, '', '/stillinger/sykepleier')")
+    assert wait_events(page, pixel_server, 3, name="pageview")[-1]["ad_id"] == "spa-9"
+    page.evaluate("history.pushState({}, '', '/om-oss')")  # named once: not the ad of every page after
+    assert wait_events(page, pixel_server, 4, name="pageview")[-1]["ad_id"] == ""
+    assert watch.errors == []
+
+
 def test_apply_click_ats_link_and_conversion_carry_event_ids(
     page: Page, context: BrowserContext, pixel_server: LiveServer, watch: Watch, third_party: ThirdParty
 ) -> None:

@@ -79,7 +79,10 @@
    * @property {string} path  path + query of the current pageview, at most MAX_PATH characters
    * @property {string} url  full URL of the current pageview
    * @property {string} referrer  document.referrer, then the previous URL after an SPA navigation
-   * @property {string} adId  data-ad of the tag, else the ad_pattern's first group
+   * @property {string} adId  the current pageview's ad: pageAd, else the ad_pattern's first group
+   * @property {string} pageAd  the ad id the page named for this path: data-ad on the landing page, then
+   *   what jobpixel('ad', id) named before an SPA navigation ('' otherwise: a new path finds its own)
+   * @property {string} nextAd  jobpixel('ad', id): the ad of the next SPA navigation's pageview
    * @property {number} pageStart  performance.now() when the pageview started
    * @property {number} clockAt  performance.now() up to which engaged time has been counted
    * @property {number} lastInputAt  performance.now() of the last input
@@ -121,6 +124,8 @@
   let url = '';
   let referrer = document.referrer;
   let adId = '';
+  let pageAd = me.dataset.ad;
+  let nextAd = '';
   let pageStart = 0;
   let clockAt = 0;
   let lastInputAt = 0;
@@ -288,7 +293,7 @@
     path = currentPath();
     const adMatch = config.ad_pattern ? path.match(config.ad_pattern) : null;
     url = location.href;
-    adId = me.dataset.ad || (adMatch && adMatch[1]) || '';
+    adId = pageAd || (adMatch && adMatch[1]) || '';
     resetEngagement();
     pageviewId = send('pageview');
     if (pageviewId && config.thanks_pattern && path.match(config.thanks_pattern)) send('apply_complete');
@@ -300,6 +305,8 @@
     flushEngagement();
     referrer = url;
     pageviewId = null;
+    pageAd = nextAd; // data-ad named the landing page's ad, not the next path's
+    nextAd = '';
     startPageview();
   }
 
@@ -358,7 +365,8 @@
 
   /**
    * jobpixel('consent') → {statistics, marketing} or null; jobpixel('settings') opens the banner;
-   * jobpixel('conversion', props); jobpixel('track', name, props) (sent once the page is shown).
+   * jobpixel('conversion', props); jobpixel('track', name, props) (sent once the page is shown);
+   * jobpixel('ad', id): the ad of the next single-page-app navigation (call it before the route changes).
    * @return {*}
    */
   function api(command, a, b) {
@@ -367,6 +375,7 @@
       return consent ? {statistics: !!consent.s, marketing: !!consent.m} : null;
     }
     if (command == 'settings') openSettings();
+    if (command == 'ad') nextAd = a;
     if (command == 'conversion') later(() => send('apply_complete', {props: a}));
     if (command == 'track') later(() => send(a, {props: b}));
   }
