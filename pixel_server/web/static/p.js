@@ -200,8 +200,9 @@
     const token = readCookie(VISITOR_COOKIE);
     if (!consent.s || consent.rev != config.revision || !token) return null;
     const id = uuid();
-    const body = JSON.stringify({site, ad: adId, name, url, referrer, event_id: id,
-      pageview_id: pageviewId, client_ts: Date.now(), token, ...kit.more?.(name), ...extra});
+    // the banner's extras first: they can add fields, never replace the pixel's own
+    const body = JSON.stringify({...kit.more?.(name), site, ad: adId, name, url, referrer, event_id: id,
+      pageview_id: pageviewId, client_ts: Date.now(), token, ...extra});
     return deliver(body) ? id : null;
   }
 
