@@ -301,9 +301,8 @@ def main() -> int:
             "funnel (ad page)": lambda: panels.funnel(store, site, pr, "1"),
         }
 
-        def page() -> None:
-            for fn in list(queries.values())[:8]:
-                fn()
+        def page() -> None:  # as the site page runs them: panels.site_panels
+            panels.site_panels(store, site, pr)
 
         queries["whole site page"] = page
         rows = []

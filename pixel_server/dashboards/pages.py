@@ -242,20 +242,8 @@ async def site_page(request: Request) -> Response:
     if store is None:
         return render(request, "error.html", {"message": "503", "csrf": csrf}, 503)
 
-    def build() -> dict[str, Any]:
-        return {
-            "tiles": panels.tiles(store, site, pr),
-            "series": panels.series(store, site, pr),
-            "realtime": panels.realtime(store, site),
-            "ads": panels.table(store, site, pr, "ads", sort=sort, desc=desc),
-            "sources": panels.table(store, site, pr, "sources"),
-            "campaigns": panels.table(store, site, pr, "campaigns"),
-            "devices": panels.table(store, site, pr, "devices"),
-            "consent": panels.consent(store, site, pr),
-        }
-
     try:
-        data = await asyncio.to_thread(build)
+        data = await asyncio.to_thread(panels.site_panels, store, site, pr, sort, desc)
     except StoreError:
         return render(request, "error.html", {"message": "503", "csrf": csrf}, 503)
     data["charts"] = [_series_chart(data["series"], _lang(request))]
@@ -286,17 +274,8 @@ async def ad_page(request: Request) -> Response:
     if store is None:
         return render(request, "error.html", {"message": "503", "csrf": csrf}, 503)
 
-    def build() -> dict[str, Any]:
-        return {
-            "tiles": panels.tiles(store, site, pr, ad),
-            "series": panels.series(store, site, pr, ad),
-            "funnel": panels.funnel(store, site, pr, ad),
-            "sources": panels.table(store, site, pr, "sources", ad),
-            "metadata": panels.ad_metadata(store, site, ad),
-        }
-
     try:
-        data = await asyncio.to_thread(build)
+        data = await asyncio.to_thread(panels.ad_panels, store, site, pr, ad)
     except StoreError:
         return render(request, "error.html", {"message": "503", "csrf": csrf}, 503)
     lang = _lang(request)

@@ -2,11 +2,13 @@
 
 chDB locks its data path: one server process per path (MEASURED.md). Within
 the process two connections on the same path run concurrently, one shared
-connection serialises, so the writer and the readers each get their own.
+connection serialises, so the writer and the readers each get their own: two
+readers, so that two report requests (two partners' pages, an API call) run at once.
 """
 
 from __future__ import annotations
 
+import itertools
 import re
 import threading
 from collections.abc import Mapping
@@ -30,6 +32,8 @@ if TYPE_CHECKING:
     from pixel_server.core.settings import Settings
 
 # A deduplication token is formatted into the INSERT (chDB's send_insert binds no parameters).
+# Reader connections: a query takes a free one (each serialises its own queries); each costs ~5 MiB.
+READERS = 2
 _TOKEN_RE = re.compile(r"^[A-Za-z0-9._:-]{1,200}$")
 
 
@@ -49,12 +53,13 @@ class ChdbStore(StoreBase):
         self.path = path
         self.database = database
         path.mkdir(parents=True, exist_ok=True)
+        self._turn = itertools.count()
         try:
             self._writer = _Conn(path)
             # The insert shares 2 cores with the event loop: one parsing thread, not several.
             self._writer.conn.query("SET max_insert_threads = 1")
             self._writer.conn.query("SET max_threads = 1")
-            self._reader = _Conn(path)
+            self._readers = [_Conn(path) for _ in range(READERS)]
         except Exception as exc:
             if "Cannot lock file" in str(exc) or "already running" in str(exc):
                 raise StoreLockedError(
@@ -90,12 +95,23 @@ class ChdbStore(StoreBase):
 
     def query(self, sql: str, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
         sql = sql.replace("${db}", self.database)
-        with self._reader.lock:
-            try:
-                res = self._reader.conn.query(sql, "JSONEachRow", params=dict(params or {}))
-            except Exception as exc:
-                raise StoreError(f"query failed: {exc}") from exc
+        conn = self._take_reader()
+        try:
+            res = conn.conn.query(sql, "JSONEachRow", params=dict(params or {}))
+        except Exception as exc:
+            raise StoreError(f"query failed: {exc}") from exc
+        finally:
+            conn.lock.release()
         return parse_jsonl(res.bytes())
+
+    def _take_reader(self) -> _Conn:
+        """A reader connection with its lock held: a free one, else wait for the next in turn."""
+        for conn in self._readers:
+            if conn.lock.acquire(blocking=False):
+                return conn
+        conn = self._readers[next(self._turn) % len(self._readers)]
+        conn.lock.acquire()
+        return conn
 
     def execute(self, sql: str, params: Mapping[str, Any] | None = None) -> None:
         sql = sql.replace("${db}", self.database)
@@ -112,7 +128,7 @@ class ChdbStore(StoreBase):
             raise StoreUnavailable(str(exc)) from exc
 
     def close(self) -> None:
-        for c in (self._reader, self._writer):
+        for c in (*self._readers, self._writer):
             with c.lock:
                 if c.open:
                     c.open = False
