@@ -289,6 +289,12 @@ def test_the_pageview_carries_the_pages_job_posting_and_only_the_pageview(
     assert view["job"] == expected
     assert "job" not in bodies(sent, "apply_click")[0]
     assert "channel_ids" not in view  # statistics only
+    # an SPA route to another ad: the pageview leaves as history changes, before the new view renders,
+    # so the document still shows this ad's JobPosting: no metadata rather than the wrong ad's
+    page.evaluate("history.pushState({}, '', '/jobb/4899/annen-stilling')")
+    wait_until(page, pixel_server, lambda: len(bodies(sent, "pageview")) == 2)
+    routed = bodies(sent, "pageview")[1]
+    assert routed["ad"] == "4899" and "job" not in routed
     pixel_server.wait_for_events(1, page=page, event_id=view["event_id"])
     assert pixel_server.state.store is not None
     assert ad_job(pixel_server.state.store, "shop", "4812") == expected
@@ -314,11 +320,14 @@ def test_tag_overrides_win_and_values_the_server_would_refuse_never_cost_the_pag
         "JSON.parse(document.querySelector('script[type=\"application/ld+json\"]').textContent).industry"
     )
     assert len(industry) > 100
+    # the employer is 99 characters and an emoji at the limit: cut by code points, never half an emoji
+    # (JSON.stringify would write a lone surrogate, which the server's JSON parser refuses: a 400)
+    employer = "x" * 99 + "\U0001f600"
     assert view["job"] == {
         "title": "Kokk",
         "category": industry[:100],
         "location": "Oslo",
-        "employer": "Acme Mat",
+        "employer": employer,
     }
     pixel_server.wait_for_events(1, page=page, event_id=view["event_id"])
     assert answers == [204]

@@ -294,6 +294,33 @@ def test_data_ad_names_the_landing_page_only_and_jobpixel_ad_names_the_next(
     assert wait_events(page, pixel_server, 3, name="pageview")[-1]["ad_id"] == "spa-9"
     page.evaluate("history.pushState({}, '', '/om-oss')")  # named once: not the ad of every page after
     assert wait_events(page, pixel_server, 4, name="pageview")[-1]["ad_id"] == ""
+    page.evaluate("jobpixel('ad', 12345); history.pushState({}, '', '/stillinger/kokk')")  # a number
+    assert wait_events(page, pixel_server, 5, name="pageview")[-1]["ad_id"] == "12345"
+    # back on the landing path (a query stripped, then history back): data-ad names its ad again
+    page.evaluate("history.pushState({}, '', '/jobb/4711/pixel_plain.html?utm_source=x')")
+    page.evaluate("history.replaceState({}, '', '/jobb/4711/pixel_plain.html')")
+    pvs = wait_events(page, pixel_server, 7, name="pageview")
+    assert [p["ad_id"] for p in pvs[-2:]] == ["plain-7", "plain-7"]
+    assert watch.errors == []
+
+
+def test_a_page_left_while_the_banner_is_on_its_way_still_counts_its_pageview(
+    page: Page, context: BrowserContext, pixel_server: LiveServer, watch: Watch
+) -> None:
+    """The pixel sends once the banner's import settles; one that hangs must not cost the pageview
+    (nor a click waiting for it): hiding or leaving the page makes the pixel ready at once."""
+    page.unroute("**/b.js")
+    page.route("**/b.js", lambda route: None)  # never answered
+    context.add_cookies(pixel_server.grant())  # type: ignore[arg-type]
+    page.goto(pixel_server.origin_page_url(AD_PATH))
+    page.wait_for_function("window.__jpkit")  # shown, config in, the import on its way
+    page.click("#apply")
+    settle(page)
+    assert watch.collects() == []  # waiting for the banner
+    set_hidden(page, True)
+    pv = one(wait_events(page, pixel_server, 1, name="pageview"))
+    click = one(wait_events(page, pixel_server, 1, name="apply_click"))
+    assert click["pageview_id"] == pv["event_id"]
     assert watch.errors == []
 
 

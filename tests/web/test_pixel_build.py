@@ -50,3 +50,11 @@ def test_rebuilding_gives_the_checked_in_bytes() -> None:
         [sys.executable, "tools/build_pixel.py", "--check"], cwd=ROOT, capture_output=True, text=True
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_built_scripts_need_no_syntax_newer_than_promised() -> None:
+    """ARCHITECTURE.md promises Chrome 73+, Firefox 67+, Safari 12.1+: no optional chaining or
+    nullish coalescing (ES2020) in what pages download, whatever the minifier's --ecma allows."""
+    for built in (PIXEL_PATH.with_suffix(".min.js"), BANNER_DIR / "banner.min.js"):
+        text = built.read_text()
+        assert "?." not in text and "??" not in text, built.name

@@ -36,7 +36,8 @@
   };
   const META_CUSTOM = ['ApplyClick']; // not a Meta standard event: fbq('trackCustom', …)
   // The first-party cookies each channel's own tag sets, sent as `channel_ids` (forwarding/base.py) while
-  // marketing is in force, for the channels the site configured. GA4's client id comes from gtag('get').
+  // marketing is in force, for the channels the server forwards (`server`). GA4's client id comes from
+  // gtag('get').
   const TAG_IDS = {meta: {fbp: '_fbp', fbc: '_fbc'}, snapchat: {scid: '_scid'}, linkedin: {li_fat_id: 'li_fat_id'}};
   // The job metadata the server takes (ingest/request.py _job): text keys and their longest length
   const JOB_TEXT = {title: 200, category: 100, location: 100, employer: 100, employment_type: 50};
@@ -51,12 +52,13 @@
   /**
    * The state. cfg: site config, ch: its channels, src: pixel server, t: texts, stored: the consent
    * cookie {v,id,s,m,rev,first,last,exp,gpc} as found, consent: stored if valid for this revision,
-   * started: channel tags on, gaid: the Google tag's client id (gtag('get')), opener: focus returns here, d1/d2: the layers, fb: float button, live: status region
+   * started: channel tags on, gaid: the Google tag's client id (gtag('get')), job: the current pageview's ad
+   * metadata (for the tags), opener: focus returns here, d1/d2: the layers, fb: float button, live: status region
    * (page), e: status line of the open layer, n: choices made (a later one wins), key/cid: the grant awaiting the
    * log and its choice_id (a retry of it reuses the id, so the server logs it once), id: the consent id
    * for a first choice (the same on a retry).
    */
-  const S = {cfg: null, ch: [], src: '', lang: 'nb', t: {}, stored: null, consent: null, gpc: false, started: false, gaid: '',
+  const S = {cfg: null, ch: [], src: '', lang: 'nb', t: {}, stored: null, consent: null, gpc: false, started: false, gaid: '', job: {},
     opener: null, d1: null, d2: null, fb: null, live: null, e: null, n: 0, key: 0, cid: '', id: ''};
 
   /** @return {!Function} f, but errors stay in here: nothing the banner does reaches the host page */
@@ -216,7 +218,7 @@
     const id = e.event_id;
     const ad = e.ad; // '' when the page has no ad id: then no content id
     if (!name) return;
-    const j = job();
+    const j = S.job;
     // JSON drops the keys whose value is undefined (no such metadata on the page)
     const params = (o) => JSON.parse(JSON.stringify(o));
     if (k == 'meta') W.fbq(META_CUSTOM.includes(name) ? 'trackCustom' : 'track', name,
@@ -240,6 +242,13 @@
 
   /* ---- what the banner adds to the pixel's events (window.__jpkit.more) ---- */
 
+  /**
+   * @return {string} `v` cut to `n` characters (code points, as the server counts them), without lone
+   * surrogates: JSON.stringify writes one as "\\udXXX", which the server's JSON parser refuses (a 400 would
+   * cost the pageview)
+   */
+  const clip = (v, n) => Array.from(v.replace(/[\ud800-\udfff]/gu, '')).slice(0, n).join('');
+
   /** @return {string} a JSON-LD value as text: a string or number, an object's `name`; a list joined */
   const ldText = (v) => [].concat(v).map((x) => (x && typeof x == 'object' ? ldText(x.name) : x == null ? '' : String(x)))
     .filter(Boolean).join(', ').replace(/\s+/g, ' ').trim();
@@ -260,8 +269,8 @@
 
   /**
    * @return {!Object} the ad's metadata (issue #9): the page's JobPosting, overridden by the pixel tag's
-   * data-title / data-category / data-location; only keys with a value, each within the server's limits
-   * (a value the server would refuse would cost the pageview).
+   * data-title / data-category / data-location; only keys with a value, each within the server's
+   * limits (a value the server would refuse would cost the pageview).
    */
   const job = () => {
     const p = jobPosting();
@@ -273,7 +282,7 @@
     const out = {};
     for (const key in raw) {
       // a text within its length; a date as its YYYY-MM-DD day (a time after it is dropped)
-      const v = JOB_TEXT[key] ? raw[key].slice(0, JOB_TEXT[key]) : (DATE.exec(raw[key]) || [])[0];
+      const v = JOB_TEXT[key] ? clip(raw[key], JOB_TEXT[key]) : (DATE.exec(raw[key]) || [])[0];
       if (v) out[key] = v;
     }
     return out;
@@ -282,10 +291,16 @@
   /** @return {number} the words of the ad text ([data-jobpixel-text]; 0 without one) */
   const words = () => (D.querySelector('[data-jobpixel-text]') || {innerText: ''}).innerText.split(/\s+/).filter(Boolean).length;
 
-  /** @return {!Object} the ids the configured channels' own tags set here (strings of at most 200 characters) */
+  /**
+   * @return {!Object} the ids the forwarded channels' own tags set here (strings of at most 200
+   * characters): nothing is read for a channel the server does not forward to
+   */
   const channelIds = () => {
-    const ids = {ga_client_id: S.gaid};
-    for (const c of S.ch) for (const [key, name] of Object.entries(TAG_IDS[c.tag.kind] || {})) ids[key] = readCookie(name);
+    const ids = {};
+    for (const c of S.ch.filter((c) => c.server)) {
+      if (c.tag.kind == 'gtag') ids.ga_client_id = S.gaid;
+      for (const [key, name] of Object.entries(TAG_IDS[c.tag.kind] || {})) ids[key] = readCookie(name);
+    }
     for (const key in ids) if (!ids[key] || ids[key].length > 200) delete ids[key];
     return ids;
   };
@@ -293,9 +308,14 @@
   /**
    * What the pixel adds to an event body (p.js send): `job` on a pageview (with its word count), and
    * `channel_ids` while marketing is in force (the server keeps them only under a marketing grant).
+   * `landing`: the page is still at the path it was loaded at. After a single-page app's route change
+   * the document's JobPosting, text and the tag's data-* may still be the old ad's (the pixel counts
+   * the pageview as history changes, before the new view renders): no metadata then, for the pageview
+   * and for the tags' events until the next pageview (`state.job`).
    */
-  const more = (name) => {
-    const j = name == 'pageview' ? {...job(), words: words()} : {};
+  const more = (name, landing) => {
+    if (name == 'pageview') S.job = landing ? job() : {};
+    const j = name == 'pageview' && landing ? {...S.job, words: words()} : {};
     if (!j.words) delete j.words;
     return {...Object.keys(j).length && {job: j}, ...S.started && {channel_ids: channelIds()}};
   };
@@ -312,6 +332,7 @@
       if (c.tag.kind == 'gtag') W['ga-disable-' + c.tag.id] = true;
     }
     if (W.fbq) W.fbq('consent', 'revoke');
+    S.gaid = ''; // the client id of a withdrawn consent must not ride on events after a new one
     for (const g of ['fbq', '_fbq', 'snaptr', 'lintrk']) if (W[g]) W[g] = noop;
     S.started = false;
     for (const pair of D.cookie.split('; ')) {

@@ -79,10 +79,9 @@
    * @property {string} path  path + query of the current pageview, at most MAX_PATH characters
    * @property {string} url  full URL of the current pageview
    * @property {string} referrer  document.referrer, then the previous URL after an SPA navigation
-   * @property {string} adId  the current pageview's ad: pageAd, else the ad_pattern's first group
-   * @property {string} pageAd  the ad id the page named for this path: data-ad on the landing page, then
-   *   what jobpixel('ad', id) named before an SPA navigation ('' otherwise: a new path finds its own)
-   * @property {string} nextAd  jobpixel('ad', id): the ad of the next SPA navigation's pageview
+   * @property {string} adId  the current pageview's ad: nextAd, else data-ad while on the landing page's
+   *   path, else the ad_pattern's first group
+   * @property {string} nextAd  jobpixel('ad', id): the ad of the next pageview (one pageview only)
    * @property {number} pageStart  performance.now() when the pageview started
    * @property {number} clockAt  performance.now() up to which engaged time has been counted
    * @property {number} lastInputAt  performance.now() of the last input
@@ -110,6 +109,7 @@
   // The IDL property: it keeps the nonce after the browser hid the attribute ("nonce hiding");
   // every browser that hides nonces has it.
   const nonce = me.nonce;
+  const landingPath = location.pathname; // data-ad names this path's ad only (not an SPA's next routes)
 
   window.dataLayer = window.dataLayer || [];
   gtag('consent', 'default', {ad_storage: DENIED, ad_user_data: DENIED, ad_personalization: DENIED,
@@ -124,7 +124,6 @@
   let url = '';
   let referrer = document.referrer;
   let adId = '';
-  let pageAd = me.dataset.ad;
   let nextAd = '';
   let pageStart = 0;
   let clockAt = 0;
@@ -145,11 +144,12 @@
   // ---- helpers ----
 
   /**
-   * @return {string} a random v4 UUID: crypto.randomUUID, else (plain-http pages) each hex digit of
-   * the template from getRandomValues, keeping the version digit 4 and the variant bits 10.
+   * @return {string} a random v4 UUID: crypto.randomUUID, else (plain-http pages: randomUUID needs a
+   * secure context) the one that ends every blob URL — the File API has the browser generate a random
+   * UUID for each ("blob:<origin>/<uuid>"), in any context. The empty Blob's URL entry stays until the
+   * page unloads (a few bytes per event).
    */
-  const uuid = () => (crypto.randomUUID ? crypto.randomUUID() : '10000000-1000-4000-8000-100000000000'
-    .replace(/[018]/g, (c) => (c ^ (crypto.getRandomValues(new Uint8Array(1))[0] & (15 >> (c / 4)))).toString(16)));
+  const uuid = () => (crypto.randomUUID ? crypto.randomUUID() : URL.createObjectURL(new Blob()).slice(-36));
 
   /** What the pixel shares with the banner (window.__jpkit, loadBanner); the banner adds `more`. */
   const kit = {uuid, origin, nonce, events: sent};
@@ -191,7 +191,8 @@
   /**
    * Send an event if the visitor allowed statistics for this revision and holds a visitor grant (the
    * server reads statistics and marketing from that signed grant and Sec-GPC, never from the body).
-   * The banner's `more(name)` adds `job` (pageviews) and `channel_ids` (marketing in force).
+   * The banner's `more(name, landing)` adds `job` (pageviews on the path the page was loaded at: after
+   * an SPA route change the document may still describe the old ad) and `channel_ids` (marketing in force).
    * Called only once ready (so the config is in).
    * @return {?string} the event id, if the browser took the event
    */
@@ -201,7 +202,7 @@
     if (!consent.s || consent.rev != config.revision || !token) return null;
     const id = uuid();
     // the banner's extras first: they can add fields, never replace the pixel's own
-    const body = JSON.stringify({...kit.more?.(name), site, ad: adId, name, url, referrer, event_id: id,
+    const body = JSON.stringify({...(kit.more && kit.more(name, location.pathname == landingPath)), site, ad: adId, name, url, referrer, event_id: id,
       pageview_id: pageviewId, client_ts: Date.now(), token, ...extra});
     return deliver(body) ? id : null;
   }
@@ -271,8 +272,12 @@
     sentScroll = measureScroll();
   }
 
-  /** Send what engagement is due (rules at the top) and start counting afresh. */
+  /**
+   * Send what engagement is due (rules at the top) and start counting afresh. A page left (or hidden)
+   * while the banner is still on its way gets ready now: its pageview and waiting clicks are not lost.
+   */
   function flushEngagement() {
+    if (shown && !ready) onReady();
     takePendingInput();
     tick(now(), false);
     if (!pageviewId) return;
@@ -294,7 +299,8 @@
     path = currentPath();
     const adMatch = config.ad_pattern ? path.match(config.ad_pattern) : null;
     url = location.href;
-    adId = pageAd || (adMatch && adMatch[1]) || '';
+    adId = nextAd || (location.pathname == landingPath && me.dataset.ad) || (adMatch && adMatch[1]) || '';
+    nextAd = '';
     resetEngagement();
     pageviewId = send('pageview');
     if (pageviewId && config.thanks_pattern && path.match(config.thanks_pattern)) send('apply_complete');
@@ -306,8 +312,6 @@
     flushEngagement();
     referrer = url;
     pageviewId = null;
-    pageAd = nextAd; // data-ad named the landing page's ad, not the next path's
-    nextAd = '';
     startPageview();
   }
 
@@ -367,7 +371,7 @@
   /**
    * jobpixel('consent') → {statistics, marketing} or null; jobpixel('settings') opens the banner;
    * jobpixel('conversion', props); jobpixel('track', name, props) (sent once the page is shown);
-   * jobpixel('ad', id): the ad of the next single-page-app navigation (call it before the route changes).
+   * jobpixel('ad', id): the ad of the next pageview (an SPA: call it before the route changes).
    * @return {*}
    */
   function api(command, a, b) {
@@ -376,7 +380,7 @@
       return consent ? {statistics: !!consent.s, marketing: !!consent.m} : null;
     }
     if (command == 'settings') openSettings();
-    if (command == 'ad') nextAd = a;
+    if (command == 'ad') nextAd = String(a);
     if (command == 'conversion') later(() => send('apply_complete', {props: a}));
     if (command == 'track') later(() => send(a, {props: b}));
   }
