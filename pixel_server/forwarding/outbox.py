@@ -87,6 +87,7 @@ class Outbox:
         self._wake = asyncio.Event()
         self._finishing: list[tuple[list[tuple[Delivery, dict[str, Any]]], float, asyncio.Future[None]]] = []
         self._finisher: asyncio.Task[None] | None = None
+        self._log_lock = asyncio.Lock()  # one delivery-log flush at a time (the loop's, stop()'s)
         self._task: asyncio.Task[None] | None = None
         self._opened = False
 
@@ -398,6 +399,19 @@ class Outbox:
 
     # -- 3. delivery log -----------------------------------------------------------------------------
     async def flush_log(self) -> int:
+        """Write the finished deliveries' rows to the delivery log, then mark them logged. One flush at a
+        time, and a flush that was started is finished even if its caller is cancelled (stop() cancels
+        the loop, then flushes): rows written but not yet marked would be written twice."""
+        async with self._log_lock:
+            flush = asyncio.ensure_future(self._flush_log())
+            try:
+                return await asyncio.shield(flush)
+            except asyncio.CancelledError:
+                with contextlib.suppress(Exception):
+                    await flush
+                raise
+
+    async def _flush_log(self) -> int:
         pending = self.store.unlogged()
         if not pending:
             return 0

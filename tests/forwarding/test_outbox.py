@@ -507,6 +507,34 @@ def test_run_loop_delivers_in_the_background(tmp_path: Path, channels: Recording
     assert [r["status"] for r in rig.log.rows] == ["sent"]
 
 
+def test_stop_during_a_delivery_log_flush_writes_each_row_once(
+    tmp_path: Path, channels: RecordingServer
+) -> None:
+    """stop() cancels the loop, then flushes the delivery log itself: a flush the loop had started (rows
+    written, not yet marked logged) must finish first, or its rows are written twice."""
+    rig = Rig(tmp_path, channels, MemoryLog(), only=("meta",))
+    box = rig.outbox()
+    mark = box.store.logged
+
+    def slow_mark(keys: Any) -> None:
+        time.sleep(0.5)  # the loop is cancelled while this runs
+        mark(keys)
+
+    box.store.logged = slow_mark  # type: ignore[method-assign]
+
+    async def go() -> None:
+        await box.start()
+        await rig.journal.append("events", [event_row()])
+        box.nudge()
+        deadline = time.monotonic() + 5
+        while not rig.log.rows and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        await box.stop()
+
+    run_async(go())
+    assert [r["status"] for r in rig.log.rows] == ["sent"]
+
+
 def test_meta_form_body_is_what_the_docs_show(tmp_path: Path, channels: RecordingServer) -> None:
     rig = Rig(tmp_path, channels, MemoryLog(), only=("meta",))
     rig.journal.add(event_row())
