@@ -4,7 +4,7 @@ floor as the API). The CSV exports use the same table definitions, so a download
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -202,40 +202,31 @@ def ad_metadata(store: Store, site: Site, ad: str) -> dict[str, Any] | None:
     return {**meta, "first_seen": rows[0]["first_seen"][:10], "last_seen": rows[0]["last_seen"][:10]}
 
 
-def run_panels(jobs: Mapping[str, Callable[[], Any]]) -> dict[str, Any]:
-    """Each job's result, one after another. Measured (bench/reports.py, 2026-12-02): running them two
-    at a time on chDB's two reader connections made a 2M-event site page 29 % faster but a 10M-event
-    one only 5 % (and the raw-event path 19 % slower): one report query already scans on both cores.
-    The two readers serve two requests at once instead (two partners' pages, an API call)."""
-    return {name: job() for name, job in jobs.items()}
-
-
 def site_panels(
     store: Store, site: Site, pr: PageRange, sort: str = "visitors", desc: bool = True
 ) -> dict[str, Any]:
-    """Everything the site page shows."""
-    return run_panels(
-        {
-            "sources": lambda: table(store, site, pr, "sources"),
-            "tiles": lambda: tiles(store, site, pr),
-            "campaigns": lambda: table(store, site, pr, "campaigns"),
-            "ads": lambda: table(store, site, pr, "ads", sort=sort, desc=desc),
-            "realtime": lambda: realtime(store, site),
-            "series": lambda: series(store, site, pr),
-            "consent": lambda: consent(store, site, pr),
-            "devices": lambda: table(store, site, pr, "devices"),
-        },
-    )
+    """Everything the site page shows, one panel after another. Measured (bench/reports.py, 2026-12-02):
+    two at a time on chDB's two reader connections made a 2M-event site page 29 % faster but a 10M-event
+    one only 5 % (and the raw-event path 19 % slower): one report query already scans on both cores.
+    The two readers serve two requests at once instead (two partners' pages, an API call)."""
+    return {
+        "tiles": tiles(store, site, pr),
+        "series": series(store, site, pr),
+        "realtime": realtime(store, site),
+        "ads": table(store, site, pr, "ads", sort=sort, desc=desc),
+        "sources": table(store, site, pr, "sources"),
+        "campaigns": table(store, site, pr, "campaigns"),
+        "devices": table(store, site, pr, "devices"),
+        "consent": consent(store, site, pr),
+    }
 
 
 def ad_panels(store: Store, site: Site, pr: PageRange, ad: str) -> dict[str, Any]:
     """Everything one ad's page shows."""
-    return run_panels(
-        {
-            "funnel": lambda: funnel(store, site, pr, ad),
-            "sources": lambda: table(store, site, pr, "sources", ad),
-            "tiles": lambda: tiles(store, site, pr, ad),
-            "series": lambda: series(store, site, pr, ad),
-            "metadata": lambda: ad_metadata(store, site, ad),
-        },
-    )
+    return {
+        "tiles": tiles(store, site, pr, ad),
+        "series": series(store, site, pr, ad),
+        "funnel": funnel(store, site, pr, ad),
+        "sources": table(store, site, pr, "sources", ad),
+        "metadata": ad_metadata(store, site, ad),
+    }

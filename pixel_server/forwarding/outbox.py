@@ -337,9 +337,8 @@ class Outbox:
         now = self.clock()
         rows = [(d, self._row(d, status, message, now)) for d, status, message in finals]
         await self._finish_durably(rows, now)
-        counts: dict[tuple[str, Status], int] = {}
+        counts = collections.Counter((d.channel, status) for d, status, _ in finals)
         for d, status, _ in finals:
-            counts[d.channel, status] = counts.get((d.channel, status), 0) + 1
             if status == "sent":
                 self.metrics.child(self.metrics.latency, d.channel).observe(max(0.0, now - d.event.ts))
         for (channel, status), n in counts.items():

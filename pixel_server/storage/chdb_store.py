@@ -31,9 +31,10 @@ from pixel_server.storage.base import (
 if TYPE_CHECKING:
     from pixel_server.core.settings import Settings
 
-# A deduplication token is formatted into the INSERT (chDB's send_insert binds no parameters).
 # Reader connections: a query takes a free one (each serialises its own queries); each costs ~5 MiB.
 READERS = 2
+
+# A deduplication token is formatted into the INSERT (chDB's send_insert binds no parameters).
 _TOKEN_RE = re.compile(r"^[A-Za-z0-9._:-]{1,200}$")
 
 

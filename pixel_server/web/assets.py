@@ -81,10 +81,6 @@ def build_is_fresh(source: Path) -> bool:
     return bool(recorded == hashlib.sha256(source.read_bytes()).hexdigest())
 
 
-def pixel_build_is_fresh(pixel_path: Path = PIXEL_PATH) -> bool:
-    return build_is_fresh(pixel_path)
-
-
 def built_js(source: Path) -> bytes:
     """A script as served: the terser build of the readable source (``make pixel``).
 

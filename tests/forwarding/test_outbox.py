@@ -490,9 +490,8 @@ def test_status_reports_depth_and_oldest_age(tmp_path: Path, channels: Recording
     assert box.metrics.value("jobpixel_forward_outbox_depth") == 1
 
 
-def test_run_loop_delivers_in_the_background(tmp_path: Path, channels: RecordingServer) -> None:
-    rig = Rig(tmp_path, channels, MemoryLog(), only=("meta",))
-    box = rig.outbox()
+def run_in_background_until_logged(rig: Rig, box: Outbox) -> None:
+    """Start the outbox's loop, journal one event, wait (≤ 5 s) for a delivery-log row, stop."""
 
     async def go() -> None:
         await box.start()
@@ -500,10 +499,16 @@ def test_run_loop_delivers_in_the_background(tmp_path: Path, channels: Recording
         box.nudge()
         deadline = time.monotonic() + 5
         while not rig.log.rows and time.monotonic() < deadline:
-            await asyncio.sleep(0.02)
+            await asyncio.sleep(0.01)
         await box.stop()
 
     run_async(go())
+
+
+def test_run_loop_delivers_in_the_background(tmp_path: Path, channels: RecordingServer) -> None:
+    rig = Rig(tmp_path, channels, MemoryLog(), only=("meta",))
+    box = rig.outbox()
+    run_in_background_until_logged(rig, box)
     assert [r["status"] for r in rig.log.rows] == ["sent"]
 
 
@@ -521,17 +526,7 @@ def test_stop_during_a_delivery_log_flush_writes_each_row_once(
         mark(keys)
 
     box.store.logged = slow_mark  # type: ignore[method-assign]
-
-    async def go() -> None:
-        await box.start()
-        await rig.journal.append("events", [event_row()])
-        box.nudge()
-        deadline = time.monotonic() + 5
-        while not rig.log.rows and time.monotonic() < deadline:
-            await asyncio.sleep(0.01)
-        await box.stop()
-
-    run_async(go())
+    run_in_background_until_logged(rig, box)
     assert [r["status"] for r in rig.log.rows] == ["sent"]
 
 

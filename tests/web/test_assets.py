@@ -63,11 +63,11 @@ def test_health_ready_metrics(pixel_server: LiveServer) -> None:
 def test_served_scripts_are_the_readable_sources_through_the_minifier(pixel_server: LiveServer) -> None:
     """What a page downloads is the source through a minifier: p.js and the banner's script built by
     terser (checked in, each manifest naming the source's hash). No hand golfing."""
-    from pixel_server.web.assets import BANNER_DIR, PIXEL_PATH, build_is_fresh, pixel_build_is_fresh
+    from pixel_server.web.assets import BANNER_DIR, PIXEL_PATH, build_is_fresh
 
     source = PIXEL_PATH.read_text()
     served = httpx.get(pixel_server.url + "/p.js").text
-    assert pixel_build_is_fresh()
+    assert build_is_fresh(PIXEL_PATH)
     assert served == PIXEL_PATH.with_suffix(".min.js").read_text()
     assert "/**" not in served and len(served) < len(source) / 3
     assert "@typedef {Object} PixelState" in source  # the readable source documents its state
