@@ -10,7 +10,9 @@ the channel that brought the visitor, not to the ATS that sent them back.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from pixel_server.reports.query import Filter
 
@@ -23,7 +25,9 @@ READ_EXPR = (
 )
 
 # -- named channels: click id first, then utm_source, then the referrer's domain --------------------
-# (name, click id types, utm_source regexp, referrer domain regexp)
+# (name, click id types, utm_source regexp, referrer domain regexp). The rule is applied when an event is
+# stored: the events' MATERIALIZED column ``channel`` (migration 0008, whose expression is
+# ``channel_expr()``; tests/reports/test_sql.py holds them together). A change here is a new migration.
 CHANNELS: tuple[tuple[str, tuple[str, ...], str, str], ...] = (
     ("Google", ("gclid", "gbraid", "wbraid"), r"^google", r"(^|\.)google\.[a-z.]+$"),
     ("LinkedIn", ("li_fat_id",), r"^(linkedin|lnkd)", r"(^|\.)(linkedin\.com|lnkd\.in)$"),
@@ -46,7 +50,7 @@ def _lit(s: str) -> str:
     return "'" + s.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def _channel_expr() -> str:
+def channel_expr() -> str:
     arms: list[str] = []
     for name, clicks, _, _ in CHANNELS:
         if clicks:
@@ -71,7 +75,7 @@ DIMENSION_SQL = {
     "time:day": f"toString(toDate(u.ts, {TZ}))",
     "time:week": f"toString(toMonday(toDate(u.ts, {TZ})))",
     "time:month": f"toString(toStartOfMonth(toDate(u.ts, {TZ})))",
-    "source": _channel_expr(),
+    "source": "channel",
     "referrer_domain": "referrer_domain",
     "utm_source": "utm_source",
     "utm_medium": "utm_medium",
@@ -81,7 +85,7 @@ DIMENSION_SQL = {
     "os": "os",
 }
 
-SOURCE_FIELDS = ("referrer_domain", "utm_source", "utm_medium", "utm_campaign", "click_id_type")
+SOURCE_FIELDS = ("referrer_domain", "utm_source", "utm_medium", "utm_campaign", "click_id_type", "channel")
 SOURCE_DIMENSIONS = ("source", "referrer_domain", "utm_source", "utm_medium", "utm_campaign")
 _PER_UNIT = ("ts", "visitor_id", "ad_id", *SOURCE_FIELDS, "device", "browser", "os")
 
@@ -204,6 +208,46 @@ def breakdown(dimensions: Sequence[str], filters: Sequence[Filter], folded: bool
         f"WITH {units(_attribute(dimensions, filters))} SELECT {select} FROM {joined} WHERE {where}{group}"
         + FINAL_SETTINGS
     )
+
+
+def grouping_sets(sets: Sequence[Sequence[str]], filters: Sequence[Filter]) -> str:
+    """Several breakdowns with the same range and filters in one pass over the units: ``GROUPING SETS``,
+    one set per breakdown (``()`` is the total). Each dimension is a column ``g<j>`` (j: its place in
+    :func:`set_dimensions`); ``_set`` is ``grouping()`` over them in the SQL standard's sense (a bit is 1
+    where the column is *not* in the row's set; the first column is the highest bit), which
+    :func:`split_sets` turns back into one row list per breakdown, shaped as :func:`breakdown` returns."""
+    dims = set_dimensions(sets)
+    cols = [f"{DIMENSION_SQL[d]} AS g{j}" for j, d in enumerate(dims)]
+    marker = f"grouping({', '.join(f'g{j}' for j in range(len(dims)))}) AS _set"
+    select = ", ".join([*cols, marker, AGGREGATES])
+    unique = dict.fromkeys(tuple(ds) for ds in sets)  # two equal breakdowns share one set
+    groups = ", ".join("(" + ", ".join(f"g{dims.index(d)}" for d in ds) + ")" for ds in unique)
+    joined = "u LEFT JOIN ad_meta AS a ON u.ad_id = a.ad_id"
+    attribute = any(_attribute(ds, filters) for ds in sets)
+    return (
+        f"WITH {units(attribute)} SELECT {select} FROM {joined} WHERE {where_sql(filters)} "
+        f"GROUP BY GROUPING SETS ({groups})" + FINAL_SETTINGS + ", force_grouping_standard_compatibility = 1"
+    )
+
+
+def set_dimensions(sets: Sequence[Sequence[str]]) -> list[str]:
+    return list(dict.fromkeys(d for ds in sets for d in ds))
+
+
+def split_sets(
+    rows: Sequence[Mapping[str, Any]], sets: Sequence[Sequence[str]]
+) -> list[list[dict[str, Any]]]:
+    dims = set_dimensions(sets)
+    n = len(dims)
+    masks = [sum(1 << (n - 1 - j) for j, d in enumerate(dims) if d not in ds) for ds in sets]
+    out: list[list[dict[str, Any]]] = [[] for _ in sets]
+    for r in rows:
+        for i, (ds, mask) in enumerate(zip(sets, masks, strict=True)):
+            if int(r["_set"]) == mask:
+                row = {k: v for k, v in r.items() if k != "_set" and not re.fullmatch(r"g\d+", k)}
+                row.update({f"d{x}": r[f"g{dims.index(d)}"] for x, d in enumerate(ds)})
+                out[i].append(row)
+    return out
 
 
 def funnel(filters: Sequence[Filter]) -> str:

@@ -197,7 +197,7 @@ def test_migrate_backfills_events_stored_before_the_rollup(store: ChdbStore) -> 
     old = [_event("pageview", v, T0 - dt.timedelta(days=d)) for d, v in enumerate(visitors)]
     old.append(_event("apply_complete", visitors[0], T0, ad="2"))
     store.insert("events", old)
-    assert store.migrate() == ["0006_rollup", "0007_rights"]  # rights (0007) comes after it
+    assert store.migrate() == ["0006_rollup", "0007_rights", "0008_source_channel"]  # the later ones too
     assert _counts(store) == {"visitors": 4, "pageviews": 4, "clickers": 0, "appliers": 1}
     # new events reach it through the view; running the backfill again counts nothing twice
     store.insert("events", [_event("pageview", visitors[1], T0)])
