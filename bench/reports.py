@@ -299,9 +299,18 @@ def main() -> int:
             "devices": lambda: panels.table(store, site, pr, "devices"),
             "consent rates": lambda: panels.consent(store, site, pr),
             "funnel (ad page)": lambda: panels.funnel(store, site, pr, "1"),
+            "site page's one statement (totals, ads, sources, campaigns)": lambda: engine.run_queries(
+                store,
+                site,
+                [
+                    panels.totals_query(site, pr.date_range),
+                    *(panels.table_query(site, pr, n) for n in ("ads", "sources", "campaigns")),
+                ],
+            ),
+            "ad page": lambda: panels.ad_panels(store, site, pr, "1"),
         }
 
-        def page() -> None:  # as the site page runs them: panels.site_panels
+        def page() -> None:  # as the site page runs them: panels.site_panels (one statement + a lane)
             panels.site_panels(store, site, pr)
 
         queries["whole site page"] = page

@@ -48,16 +48,29 @@ DIMENSION_SQL = {
 }
 _AD_META = ("title", "category", "location")
 
-AGGREGATES = """
+# each state column, and the metrics that read it (visitors and the floor's k are always read)
+_STATE_METRICS = {
+    "pageviews": ("uniqExactMerge(r.pageviews)", {"pageviews"}),
+    "apply_clicks": ("uniqMerge(r.clickers)", {"apply_clicks", "apply_rate"}),
+    "applications": ("uniqMerge(r.appliers)", {"applications", "conversion_rate"}),
+}
+
+
+def aggregates(metrics: Sequence[str] | None = None) -> str:
+    """The same columns as the raw path's; a state no asked metric reads is not merged (0: never shown).
+    Merging the pageview id sets is a third of a rollup query (bench/README.md)."""
+    asked = set(METRICS if metrics is None else metrics)
+    merged = [f"{expr if asked & used else '0'} AS {name}" for name, (expr, used) in _STATE_METRICS.items()]
+    return f"""
     uniqMerge(r.unit_visitors) AS _k,
     uniqMerge(r.visitors) AS visitors,
-    uniqExactMerge(r.pageviews) AS pageviews,
+    {merged[0]},
     NULL AS eng_median,
     NULL AS scroll_mean,
     NULL AS act_mean,
     0 AS readers,
-    uniqMerge(r.clickers) AS apply_clicks,
-    uniqMerge(r.appliers) AS applications
+    {merged[1]},
+    {merged[2]}
 """
 
 
@@ -81,11 +94,17 @@ def serves(q: Query) -> bool:
     return _whole_hours(q.range, q.timezone)
 
 
-def breakdown(dimensions: Sequence[str], filters: Sequence[Filter], folded: bool = False) -> str:
+def breakdown(
+    dimensions: Sequence[str],
+    filters: Sequence[Filter],
+    folded: bool = False,
+    metrics: Sequence[str] | None = None,
+) -> str:
     """The rollup's twin of :func:`pixel_server.reports.sql.breakdown`: the same columns (the metrics it
-    cannot serve as NULL/0, never shown), the same parameters, the same ``(other)`` fold."""
+    cannot serve as NULL/0, never shown), the same parameters, the same ``(other)`` fold. ``metrics``:
+    what the query asks (None: everything); states nothing asked reads are not merged."""
     dims = [f"{DIMENSION_SQL[d]} AS d{i}" for i, d in enumerate(dimensions)] if not folded else []
-    select = ", ".join([*dims, AGGREGATES])
+    select = ", ".join([*dims, aggregates(metrics)])
     where = (
         "r.site_id = {site:String} AND r.hour >= toDateTime({start:DateTime64(3, 'UTC')}) "
         "AND r.hour < toDateTime({end:DateTime64(3, 'UTC')}) AND " + sql.where_sql(filters, DIMENSION_SQL)

@@ -27,7 +27,8 @@ READ_EXPR = (
 # -- named channels: click id first, then utm_source, then the referrer's domain --------------------
 # (name, click id types, utm_source regexp, referrer domain regexp). The rule is applied when an event is
 # stored: the events' MATERIALIZED column ``channel`` (migration 0008, whose expression is
-# ``channel_expr()``; tests/reports/test_sql.py holds them together). A change here is a new migration.
+# ``channel_expr()``; tests/reports/test_source_channel.py holds them together). A change here is a new
+# migration.
 CHANNELS: tuple[tuple[str, tuple[str, ...], str, str], ...] = (
     ("Google", ("gclid", "gbraid", "wbraid"), r"^google", r"(^|\.)google\.[a-z.]+$"),
     ("LinkedIn", ("li_fat_id",), r"^(linkedin|lnkd)", r"(^|\.)(linkedin\.com|lnkd\.in)$"),
@@ -90,11 +91,13 @@ SOURCE_DIMENSIONS = ("source", "referrer_domain", "utm_source", "utm_medium", "u
 _PER_UNIT = ("ts", "visitor_id", "ad_id", *SOURCE_FIELDS, "device", "browser", "os")
 
 
-def units(attribute: bool) -> str:
+def units(attribute: bool, engagement: bool = True) -> str:
     """The ``u`` rows in one pass over the events: pageviews with their engagement folded in, apply
     events as they are. ``attribute``: apply events take the source fields of the visitor's first
     pageview of that ad in the range (a window over visitor and ad); only queries that group or filter
-    by a source field pay for it."""
+    by a source field pay for it. ``engagement``: fold the engagement events in (time on ad, scroll,
+    activity, read); without it a unit is its own event row, no grouping, and eng/scroll/act are 0 —
+    for queries that ask none of ``ENGAGEMENT_METRICS``."""
     per_unit = ",\n           ".join(f"anyIf({c}, name != 'engagement') AS u_{c}" for c in _PER_UNIT)
     if attribute:
         window = (
@@ -107,13 +110,8 @@ def units(attribute: bool) -> str:
     else:
         window = ""
         sources = ", ".join(f"u_{c} AS {c}" for c in SOURCE_FIELDS)
-    return f"""
-ad_meta AS (
-    SELECT ad_id, tupleElement(m, 'title') AS title, tupleElement(m, 'category') AS category,
-           tupleElement(m, 'location') AS location, tupleElement(m, 'words') AS words
-    FROM (SELECT ad_id, max(latest) AS m FROM ${{db}}.ads WHERE site_id = {{site:String}} GROUP BY ad_id)
-),
-units AS (
+    if engagement:
+        units_body = f"""
     SELECT if(name = 'engagement', assumeNotNull(pageview_id), event_id) AS unit,
            anyIf(name, name != 'engagement') AS u_name,
            {per_unit},
@@ -125,7 +123,23 @@ units AS (
            OR (name = 'engagement' AND pageview_id IS NOT NULL))
     GROUP BY unit
     HAVING countIf(name != 'engagement') > 0 AND u_ts < {{end:DateTime64(3, 'UTC')}}
+"""
+    else:
+        columns = ", ".join(f"{c} AS u_{c}" for c in _PER_UNIT)
+        units_body = f"""
+    SELECT event_id AS unit, name AS u_name, {columns}, 0 AS eng, 0 AS scroll, 0 AS act
+    FROM ${{db}}.events FINAL
+    WHERE site_id = {{site:String}}
+      AND ts >= {{start:DateTime64(3, 'UTC')}} AND ts < {{end:DateTime64(3, 'UTC')}}
+      AND name IN ('pageview', 'apply_click', 'apply_complete')
+"""
+    return f"""
+ad_meta AS (
+    SELECT ad_id, tupleElement(m, 'title') AS title, tupleElement(m, 'category') AS category,
+           tupleElement(m, 'location') AS location, tupleElement(m, 'words') AS words
+    FROM (SELECT ad_id, max(latest) AS m FROM ${{db}}.ads WHERE site_id = {{site:String}} GROUP BY ad_id)
 ),
+units AS ({units_body}),
 u AS (
     SELECT multiIf(u_name = 'pageview', 'pv', u_name = 'apply_click', 'click', 'app') AS kind,
            u_visitor_id AS visitor_id, u_ad_id AS ad_id, u_ts AS ts, {sources},
@@ -149,17 +163,45 @@ def _attribute(dimensions: Sequence[str], filters: Sequence[Filter]) -> bool:
 # Visitors are counted with ``uniq``, here and in the rollup (reports/rollup.py): exact up to 65,536
 # distinct visitors per aggregate (a set of 32-bit hashes), an estimate within about 1 % above, and 4-5
 # times cheaper than uniqExact on UUIDs. The floor compares small counts, where it is exact.
-AGGREGATES = f"""
+ENGAGEMENT_METRICS = frozenset({"time_on_ad", "scroll_depth", "activity", "readers", "read_rate"})
+AD_META_DIMENSIONS = ("title", "category", "location")
+
+
+def aggregates(engagement: bool = True) -> str:
+    """The metrics' columns; without ``engagement`` the per-pageview ones are NULL/0 (never shown: the
+    query asked none of them) and ``a.words`` is not read."""
+    per_pageview = (
+        f"""quantileExactInclusiveIf(0.5)(eng, kind = 'pv') AS eng_median,
+    avgIf(scroll, kind = 'pv') AS scroll_mean,
+    avgIf(act, kind = 'pv') AS act_mean,
+    uniqIf(u.visitor_id, kind = 'pv' AND {READ_EXPR}) AS readers"""
+        if engagement
+        else "NULL AS eng_median, NULL AS scroll_mean, NULL AS act_mean, 0 AS readers"
+    )
+    return f"""
     uniq(u.visitor_id) AS _k,
     uniqIf(u.visitor_id, kind = 'pv') AS visitors,
     countIf(kind = 'pv') AS pageviews,
-    quantileExactInclusiveIf(0.5)(eng, kind = 'pv') AS eng_median,
-    avgIf(scroll, kind = 'pv') AS scroll_mean,
-    avgIf(act, kind = 'pv') AS act_mean,
-    uniqIf(u.visitor_id, kind = 'pv' AND {READ_EXPR}) AS readers,
+    {per_pageview},
     uniqIf(u.visitor_id, kind = 'click') AS apply_clicks,
     uniqIf(u.visitor_id, kind = 'app') AS applications
 """
+
+
+def _needs(
+    sets: Sequence[Sequence[str]], filters: Sequence[Filter], metrics: Sequence[str] | None
+) -> tuple[bool, bool, bool]:
+    """(attribute, engagement, ad metadata): what a statement over ``sets`` must compute. ``metrics``
+    None: every metric."""
+    attribute = any(_attribute(ds, filters) for ds in sets) or _attribute((), filters)
+    engagement = metrics is None or bool(ENGAGEMENT_METRICS & set(metrics))
+    named = {d for ds in sets for d in ds} | {f.dimension for f in filters}
+    return attribute, engagement, engagement or bool(named & set(AD_META_DIMENSIONS))
+
+
+def _from(ad_meta: bool) -> str:
+    return "u LEFT JOIN ad_meta AS a ON u.ad_id = a.ad_id" if ad_meta else "u"
+
 
 KEY_SEP = "\x1f"
 
@@ -194,38 +236,55 @@ def key_expr(dimensions: Sequence[str], columns: Mapping[str, str] = DIMENSION_S
     return f"arrayStringConcat([{parts}], unhex('1F'))"
 
 
-def breakdown(dimensions: Sequence[str], filters: Sequence[Filter], folded: bool = False) -> str:
+def breakdown(
+    dimensions: Sequence[str],
+    filters: Sequence[Filter],
+    folded: bool = False,
+    metrics: Sequence[str] | None = None,
+) -> str:
     """One row per combination of ``dimensions`` (none: the total); ``folded``: one row over the keys
-    in ``{folded:Array(String)}`` — the privacy floor's "(other)" row, counted over the union."""
+    in ``{folded:Array(String)}`` — the privacy floor's "(other)" row, counted over the union.
+    ``metrics``: what the query asks (None: everything); the engagement fold and the ads' metadata are
+    left out when nothing asked needs them."""
+    attribute, engagement, ad_meta = _needs([dimensions], filters, metrics)
     dims = [f"{DIMENSION_SQL[d]} AS d{i}" for i, d in enumerate(dimensions)] if not folded else []
-    select = ", ".join([*dims, AGGREGATES])
+    select = ", ".join([*dims, aggregates(engagement)])
     where = where_sql(filters)
     if folded:
         where += f" AND has({{folded:Array(String)}}, {key_expr(dimensions)})"
     group = (" GROUP BY " + ", ".join(f"d{i}" for i in range(len(dimensions)))) if dims else ""
-    joined = "u LEFT JOIN ad_meta AS a ON u.ad_id = a.ad_id"
     return (
-        f"WITH {units(_attribute(dimensions, filters))} SELECT {select} FROM {joined} WHERE {where}{group}"
+        f"WITH {units(attribute, engagement)} SELECT {select} FROM {_from(ad_meta)} WHERE {where}{group}"
         + FINAL_SETTINGS
     )
 
 
-def grouping_sets(sets: Sequence[Sequence[str]], filters: Sequence[Filter]) -> str:
+def grouping_sets(
+    sets: Sequence[Sequence[str]], filters: Sequence[Filter], metrics: Sequence[str] | None = None
+) -> str:
     """Several breakdowns with the same range and filters in one pass over the units: ``GROUPING SETS``,
     one set per breakdown (``()`` is the total). Each dimension is a column ``g<j>`` (j: its place in
     :func:`set_dimensions`); ``_set`` is ``grouping()`` over them in the SQL standard's sense (a bit is 1
     where the column is *not* in the row's set; the first column is the highest bit), which
-    :func:`split_sets` turns back into one row list per breakdown, shaped as :func:`breakdown` returns."""
+    :func:`split_sets` turns back into one row list per breakdown, shaped as :func:`breakdown` returns.
+    Breakdowns over the same dimensions (in any order) share one set: a set named twice would return its
+    rows twice, and the privacy floor must see each row once."""
     dims = set_dimensions(sets)
+    attribute, engagement, ad_meta = _needs(sets, filters, metrics)
+    with_units = f"WITH {units(attribute, engagement)}"
+    joined = _from(ad_meta)
+    if not dims:  # totals only: one row, and grouping() takes at least one argument
+        select = f"0 AS _set, {aggregates(engagement)}"
+        return f"{with_units} SELECT {select} FROM {joined} WHERE {where_sql(filters)}" + FINAL_SETTINGS
     cols = [f"{DIMENSION_SQL[d]} AS g{j}" for j, d in enumerate(dims)]
     marker = f"grouping({', '.join(f'g{j}' for j in range(len(dims)))}) AS _set"
-    select = ", ".join([*cols, marker, AGGREGATES])
-    unique = dict.fromkeys(tuple(ds) for ds in sets)  # two equal breakdowns share one set
-    groups = ", ".join("(" + ", ".join(f"g{dims.index(d)}" for d in ds) + ")" for ds in unique)
-    joined = "u LEFT JOIN ad_meta AS a ON u.ad_id = a.ad_id"
-    attribute = any(_attribute(ds, filters) for ds in sets)
+    select = ", ".join([*cols, marker, aggregates(engagement)])
+    unique = dict.fromkeys(frozenset(ds) for ds in sets)
+    groups = ", ".join(
+        "(" + ", ".join(f"g{j}" for j, d in enumerate(dims) if d in members) + ")" for members in unique
+    )
     return (
-        f"WITH {units(attribute)} SELECT {select} FROM {joined} WHERE {where_sql(filters)} "
+        f"{with_units} SELECT {select} FROM {joined} WHERE {where_sql(filters)} "
         f"GROUP BY GROUPING SETS ({groups})" + FINAL_SETTINGS + ", force_grouping_standard_compatibility = 1"
     )
 

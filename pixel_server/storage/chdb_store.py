@@ -3,7 +3,9 @@
 chDB locks its data path: one server process per path (MEASURED.md). Within
 the process two connections on the same path run concurrently, one shared
 connection serialises, so the writer and the readers each get their own: two
-readers, so that two report requests (two partners' pages, an API call) run at once.
+readers, so that two report queries run at once — a dashboard page's two lanes
+(dashboards/panels.py), or two requests (two partners' pages, an API call), which
+otherwise wait for a free reader.
 """
 
 from __future__ import annotations

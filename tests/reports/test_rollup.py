@@ -243,3 +243,12 @@ def test_rebuild_forgets_deleted_events(store: ChdbStore) -> None:
         {"t": (T0 - dt.timedelta(hours=1)).strftime("%Y-%m-%d %H:%M:%S")},
     )
     assert n["v"] == 1
+
+
+def test_only_the_states_a_query_reads_are_merged() -> None:
+    every = rollup.breakdown(("device",), ())
+    assert all(c in every for c in ("r.pageviews", "r.clickers", "r.appliers"))
+    chart = rollup.breakdown(("time:day",), (), metrics=["visitors", "applications"])
+    assert "r.pageviews" not in chart and "r.clickers" not in chart and "r.appliers" in chart
+    rates = rollup.breakdown(("device",), (), metrics=["visitors", "apply_rate"])
+    assert "r.clickers" in rates and "r.appliers" not in rates

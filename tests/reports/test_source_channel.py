@@ -5,6 +5,7 @@ for new events and for events stored before the migration."""
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import re
 import uuid
 from collections.abc import Iterator
@@ -17,7 +18,9 @@ from pixel_server.reports import sql
 from pixel_server.storage.base import load_migrations
 from pixel_server.storage.chdb_store import ChdbStore
 
-MIGRATION = Path(sql.__file__).parents[1] / "storage" / "schema" / "0008_source_channel.sql"
+SCHEMA = Path(sql.__file__).parents[1] / "storage" / "schema"
+MIGRATION = SCHEMA / "0008_source_channel.sql"
+MIGRATION_0008_SHA256 = "6476e504065a5f3215377c4a45c87402ab118237136d89d4d064579a16def462"
 
 # (click_id_type, utm_source, utm_medium, referrer_domain) → the channel; first match wins
 CASES: list[tuple[tuple[str, str, str, str], str]] = [
@@ -80,14 +83,36 @@ def _channels(store: ChdbStore) -> list[str]:
     return [r["channel"] for r in rows]
 
 
-def test_the_migration_stores_the_rule_of_reports_sql() -> None:
-    """One rule: the column's expression is the one ``sql.channel_expr()`` builds from ``CHANNELS``.
-    Whoever changes the rule gets this failure and writes a new migration."""
-    text = "\n".join(ln for ln in MIGRATION.read_text().splitlines() if not ln.lstrip().startswith("--"))
-    stored = re.findall(r"MATERIALIZED (multiIf\(.*?\));", text, re.S)
-    assert len(stored) == 2  # the table and, on a cluster, its Distributed table
-    for expr in stored:
-        assert re.sub(r"\s+", "", expr) == re.sub(r"\s+", "", sql.channel_expr())
+def _normalised(expr: str) -> str:
+    """Whitespace runs outside string literals as one space, none just inside brackets."""
+    parts = re.split(r"('(?:[^'\\]|\\.)*')", expr)
+    for i in range(0, len(parts), 2):
+        parts[i] = re.sub(r"\s+", " ", parts[i]).replace("( ", "(").replace(" )", ")")
+    return "".join(parts).strip()
+
+
+def test_the_newest_migration_stores_the_rule_of_reports_sql() -> None:
+    """One rule: the expression of the newest migration that sets the column is the one
+    ``sql.channel_expr()`` builds from ``CHANNELS``. Whoever changes the rule gets this failure and
+    writes a new migration (0008 has run on deployed stores and never runs again: its text is pinned)."""
+    newest: str | None = None
+    for path in sorted(SCHEMA.glob("*.sql")):
+        text = "\n".join(ln for ln in path.read_text().splitlines() if not ln.lstrip().startswith("--"))
+        found = re.findall(r"\bchannel LowCardinality\(String\) MATERIALIZED (multiIf\(.*?\));", text, re.S)
+        if found:
+            assert len(set(map(_normalised, found))) == 1, path  # the table and its Distributed twin agree
+            newest = found[0]
+    assert newest is not None
+    assert _normalised(newest) == _normalised(sql.channel_expr())
+    assert hashlib.sha256(MIGRATION.read_bytes()).hexdigest() == MIGRATION_0008_SHA256, (
+        "0008_source_channel.sql has run on deployed stores: change the rule in a new migration"
+    )
+
+
+def test_the_comparison_sees_a_changed_name() -> None:
+    expr = sql.channel_expr()
+    assert _normalised(expr.replace("'Bing'", "'B ing'")) != _normalised(expr)
+    assert _normalised(expr.replace(", 'Direct')", ",\n    'Direct' )")) == _normalised(expr)
 
 
 def test_new_events_get_their_channel(store: ChdbStore) -> None:

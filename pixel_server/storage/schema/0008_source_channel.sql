@@ -2,8 +2,9 @@
 -- every report query (the regular expressions were a third of a sources query: bench/README.md). The
 -- rule, first match wins: the click id's type, then utm_source, then utm_medium (e-mail), then the
 -- referrer's domain; nothing at all is Direct. pixel_server/reports/sql.py keeps the same rule as data
--- (CHANNELS) and tests/reports/test_sql.py checks that this expression is the one it builds: a change
--- to the rule is a new migration (MODIFY COLUMN, then MATERIALIZE COLUMN), never an edit of this one.
+-- (CHANNELS) and tests/reports/test_source_channel.py checks that the newest migration's expression is the
+-- one it builds: a change to the rule is a new migration (MODIFY COLUMN, then MATERIALIZE COLUMN), never
+-- an edit of this one (its text is pinned by a checksum in that test).
 --
 -- MATERIALIZED: computed from the event's own columns at insert; never sent by a client, never in
 -- SELECT *. Rows stored before this migration get it in the background (MATERIALIZE COLUMN, a
