@@ -185,6 +185,18 @@ class Server:
         fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime
 
+    def children_cpu_seconds(self) -> float:
+        """CPU of the server's live child processes (the delivery process when forwarding is on)."""
+        total = 0.0
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            if int(fields[1]) == self.pid:  # ppid
+                total += (int(fields[11]) + int(fields[12])) / CLK_TCK
+        return total
+
     def memory_kib(self) -> dict[str, int]:
         out = {}
         for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
@@ -525,9 +537,11 @@ def run_wrk(
             stderr=subprocess.PIPE,
         )
     busy0, cpu0, rus0 = cpu_busy_seconds(), server.cpu_seconds(), resource.getrusage(resource.RUSAGE_CHILDREN)
+    kids0 = server.children_cpu_seconds()
     with RssSampler(server) as rss:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 120)
     rus1, cpu1, busy1 = resource.getrusage(resource.RUSAGE_CHILDREN), server.cpu_seconds(), cpu_busy_seconds()
+    kids1 = server.children_cpu_seconds()
     if spy is not None:
         _, err = spy.communicate(timeout=120)
         if spy.returncode != 0:
@@ -553,6 +567,7 @@ def run_wrk(
         "non_2xx": data["errors"]["status"],
         "other_samples": others,
         "server_cpu_s": round(cpu1 - cpu0, 2),
+        "server_children_cpu_s": round(max(0.0, kids1 - kids0), 2),
         "wrk_cpu_s": round((rus1.ru_utime + rus1.ru_stime) - (rus0.ru_utime + rus0.ru_stime), 2),
         "machine_cpu_s": round(busy1 - busy0, 2),
         "wrk_stdout": proc.stdout,
@@ -564,7 +579,8 @@ def run_wrk(
     # the server caches parsed User-Agents: how many requests brought one it had not seen in this run
     data["new_ua_share"] = round(data["distinct_uas_sent"] / max(1, data["sent_requests"]), 3)
     # CPU that neither the server nor wrk used during the run: other sessions' work (+ py-spy)
-    data["other_cpu_s"] = round(max(0.0, data["machine_cpu_s"] - data["server_cpu_s"] - data["wrk_cpu_s"]), 2)
+    own = data["server_cpu_s"] + data["server_children_cpu_s"] + data["wrk_cpu_s"]
+    data["other_cpu_s"] = round(max(0.0, data["machine_cpu_s"] - own), 2)
     data["other_cpu_share"] = round(data["other_cpu_s"] / (seconds * (os.cpu_count() or 1)), 3)
     return data
 

@@ -652,6 +652,8 @@ class Forwarding:
     retry_max_s: float = 900.0
     meta_api_version: str = "v22.0"
     linkedin_version: str = "202510"
+    # deliver from a child process (forwarding/child.py), off the server's GIL; false: in the server
+    process: bool = True
 
     @property
     def enabled(self) -> bool:
@@ -676,10 +678,13 @@ def _forwarding(
             "retry_max_s",
             "meta_api_version",
             "linkedin_version",
+            "process",
         },
     )
     if "debug" in fwd and not isinstance(fwd["debug"], bool):
         raise ConfigError("forwarding.debug: must be true or false")
+    if "process" in fwd and not isinstance(fwd["process"], bool):
+        raise ConfigError("forwarding.process: must be true (deliver from a child process) or false")
     endpoints = {}
     for name, url in _table(fwd, "endpoints").items():
         key = f"forwarding.endpoints.{name}"
@@ -755,4 +760,5 @@ def _forwarding(
         retry_max_s=_int(fwd, "retry_max_s", "forwarding", default=900, lo=1, hi=86_400),
         meta_api_version=meta_version,
         linkedin_version=li_version,
+        process=bool(fwd.get("process", True)),
     )

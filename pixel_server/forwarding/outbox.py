@@ -238,6 +238,15 @@ class Outbox:
         finals: list[tuple[Delivery, Status, str]] = []
         # one judgement per grant per pass: an event's deliveries (one per channel) share its grant
         verdicts: dict[tuple[str, str, str, float], tuple[bool, bool]] = {}
+        prefetch = getattr(self.revocations, "prefetch", None)  # a remote index (forwarding/child.py)
+        if prefetch is not None:
+            refs = {
+                (e.consent_id, e.choice_id, e.site, e.grant_issued_at): GrantRef(
+                    e.consent_id, e.choice_id, e.site, e.grant_issued_at
+                )
+                for e in (d.event for d in due)
+            }
+            await asyncio.to_thread(prefetch, list(refs.values()))
         for d in due:
             if d.channel not in registry.CHANNELS or d.channel not in self.fwd.targets.get(d.event.site, {}):
                 # queued before a restart whose settings no longer forward this channel for this site

@@ -18,6 +18,7 @@ from typing import Any
 from pixel_server.core.settings import Settings
 from pixel_server.core.state import State
 from pixel_server.core.store import StoreError
+from pixel_server.forwarding.child import ChildForwarder
 from pixel_server.forwarding.deliverylog import JournalDeliveryLog
 from pixel_server.forwarding.metrics import ForwardMetrics
 from pixel_server.forwarding.outbox import CONSUMER, Outbox
@@ -116,5 +117,9 @@ class Forwarder:
         return self.outbox.status()
 
 
-def forwarder(state: State) -> Forwarder | None:
-    return Forwarder(state) if state.settings.forwarding.enabled else None
+def forwarder(state: State) -> Forwarder | ChildForwarder | None:
+    """None unless a site forwards; the outbox in a child process unless ``forwarding.process = false``."""
+    fwd = state.settings.forwarding
+    if not fwd.enabled:
+        return None
+    return ChildForwarder(state) if fwd.process else Forwarder(state)

@@ -148,8 +148,8 @@ def purge_outbox(outbox: Any, directory: Path, subject: Subject, event_ids: set[
     from pixel_server.forwarding.store import FILE_NAME, OutboxStore
 
     store = getattr(outbox, "store", outbox)
-    if isinstance(store, OutboxStore):
-        return store.drop(subject.consent_ids, event_ids)
+    if store is not None and hasattr(store, "drop"):  # the live outbox's, or the delivery process's
+        return int(store.drop(subject.consent_ids, event_ids))
     if not (directory / FILE_NAME).exists():
         return 0
     own = OutboxStore(directory)

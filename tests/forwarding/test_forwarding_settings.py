@@ -93,6 +93,7 @@ def _set(cfg: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
         ("forwarding.linkedin_version", "2025-10", "forwarding.linkedin_version"),
         ("forwarding.retry_base_ms", 0, "forwarding.retry_base_ms"),
         ("forwarding.queue", 1, "forwarding.queue"),
+        ("forwarding.process", "yes", "forwarding.process"),
     ],
 )
 def test_errors_name_the_key(path: str, value: Any, key: str) -> None:
@@ -125,6 +126,7 @@ def test_example_config_documents_forwarding() -> None:
         "[forwarding]",
         "[forwarding.endpoints]",
         "[forwarding.limits",
+        "process = true",
     ):
         assert needle in text
 
@@ -172,3 +174,20 @@ def test_the_public_site_config_says_which_channels_the_server_forwards() -> Non
     assert server == {name: name in forwarded for name in st.sites["shop"].channels}
     assert server["ga4"] is True
     assert all(c["server"] is False for c in site_public_config(st.sites["shop"])["channels"])
+
+
+def test_delivery_runs_in_a_child_process_unless_asked_not_to(tmp_path: Path) -> None:
+    from pixel_server.forwarding.child import ChildForwarder
+    from pixel_server.forwarding.wiring import Forwarder
+    from pixel_server.web.app import create_app
+
+    cfg = forwarding_config(tmp_path / "a", None)
+    assert build(cfg).forwarding.process is True
+    app = create_app(build(cfg))
+    assert isinstance(app.state.jp.forwarder, ChildForwarder)
+    app.state.jp.journal.close()
+    cfg = forwarding_config(tmp_path / "b", None)
+    cfg["forwarding"]["process"] = False
+    app = create_app(build(cfg))
+    assert isinstance(app.state.jp.forwarder, Forwarder)
+    app.state.jp.journal.close()

@@ -286,6 +286,10 @@ def test_statistics_only_visitor_sends_nothing_even_when_the_body_says_marketing
 def test_withdrawal_before_delivery_sends_nothing_and_counts_withdrawn(
     server: ForwardingServer, recorders: dict[str, RecordingServer]
 ) -> None:
+    before = {
+        c: server_metric(server, "jobpixel_forward_dropped_total", channel=c, reason="withdrawn")
+        for c in CHANNELS
+    }
     grant = server.consent("shop", statistics=True, marketing=True)
     event_id = collect(server, grant)
     # the journal holds it, not yet sealed: the visitor withdraws marketing before any delivery
@@ -305,18 +309,15 @@ def test_withdrawal_before_delivery_sends_nothing_and_counts_withdrawn(
         headers={"Content-Type": "text/plain", "Origin": server.partner.origin, "User-Agent": DESKTOP_UA},
     )
     assert r.status_code == 200, r.text
-    before = {
-        c: server_metric(server, "jobpixel_forward_dropped_total", channel=c, reason="withdrawn")
-        for c in CHANNELS
-    }
     rows = wait_logged(server, len(CHANNELS), event_id)
     assert {r["channel"]: (r["status"], r["attempts"]) for r in rows} == dict.fromkeys(
         CHANNELS, ("withdrawn", 0)
     )
     for name in CHANNELS:
         assert carrying(recorders[name], name, event_id) == []
-        after = server_metric(server, "jobpixel_forward_dropped_total", channel=name, reason="withdrawn")
-        assert after == before[name] + 1
+        wait_metric(
+            server, "jobpixel_forward_dropped_total", before[name] + 1, channel=name, reason="withdrawn"
+        )
 
 
 def test_a_channel_failing_five_times_receives_the_event_once_after_recovery(
@@ -333,7 +334,7 @@ def test_a_channel_failing_five_times_receives_the_event_once_after_recovery(
     assert [r.status for r in got] == [500] * 5 + [200]
     [row] = [r for r in rows if r["channel"] == "meta"]
     assert (row["status"], row["attempts"], row["http_status"]) == ("sent", 6, 200)
-    assert server_metric(server, "jobpixel_forward_retried_total", channel="meta") >= 5
+    wait_metric(server, "jobpixel_forward_retried_total", 5, at_least=True, channel="meta")
 
 
 def test_an_event_older_than_a_channels_limit_is_too_old_there_and_sent_elsewhere(
@@ -350,7 +351,7 @@ def test_an_event_older_than_a_channels_limit_is_too_old_there_and_sent_elsewher
     assert {by[c]["status"] for c in ("meta", "linkedin", "snapchat")} == {"sent"}
     [meta] = carrying(recorders["meta"], "meta", row["event_id"])
     assert json.loads(meta.form()["data"][0])[0]["event_time"] == int(row["ts"])
-    assert server_metric(server, "jobpixel_forward_dropped_total", channel="ga4", reason="too_old") >= 1
+    wait_metric(server, "jobpixel_forward_dropped_total", 1, at_least=True, channel="ga4", reason="too_old")
 
 
 def test_every_sent_delivery_joins_a_consent_row_that_granted_marketing_before_the_event(
@@ -392,19 +393,28 @@ def test_readyz_and_metrics_show_the_outbox(
     grant = server.consent("shop", statistics=True, marketing=True)
     event_id = collect(server, grant)
     wait_for(server, lambda: len(carrying(snap, "snapchat", event_id)) >= 2)
-    ready = httpx.get(server.url + "/readyz", headers=OPS).json()
-    assert ready["outbox"]["depth"] >= 1
-    assert ready["outbox"]["oldest_age_s"] > 0
-    text = httpx.get(server.url + "/metrics", headers=OPS).text
-    for series in (
+    # the delivery process reports its state every REPORT_S (forwarding/child.py)
+    wait_for(
+        server,
+        lambda: (
+            (o := httpx.get(server.url + "/readyz", headers=OPS).json()["outbox"])["depth"] >= 1
+            and o["oldest_age_s"] > 0
+        ),
+        flush=False,
+    )
+    series = (
         'jobpixel_forward_queued_total{channel="snapchat"}',
         'jobpixel_forward_sent_total{channel="meta"}',
         'jobpixel_forward_retried_total{channel="snapchat"}',
         'jobpixel_forward_latency_seconds_count{channel="meta"}',
         "jobpixel_forward_outbox_depth",
         "jobpixel_forward_outbox_oldest_seconds",
-    ):
-        assert series in text, series
+    )
+    wait_for(
+        server,
+        lambda: all(s in httpx.get(server.url + "/metrics", headers=OPS).text for s in series),
+        flush=False,
+    )
     snap.recover()
     wait_logged(server, len(CHANNELS), event_id)
     wait_for(
@@ -417,6 +427,16 @@ def test_readyz_and_metrics_show_the_outbox(
 def server_metric(server: ForwardingServer, name: str, **labels: str) -> float:
     value = server.state.metrics.registry.get_sample_value(name, labels)
     return float(value) if value is not None else 0.0
+
+
+def wait_metric(
+    server: ForwardingServer, name: str, want: float, at_least: bool = False, **labels: str
+) -> None:
+    """The delivery process reports its metrics every second (forwarding/child.py): wait for them."""
+    deadline = time.monotonic() + 5.0
+    while (got := server_metric(server, name, **labels)) != want and not (at_least and got >= want):
+        assert time.monotonic() < deadline, f"{name}{labels} = {got}, not {want}"
+        time.sleep(0.05)
 
 
 def journal_row(server: ForwardingServer, event_id: str) -> dict[str, Any]:

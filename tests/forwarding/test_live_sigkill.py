@@ -257,3 +257,60 @@ def test_a_missing_secret_fails_the_start_naming_it(tmp_path: Path) -> None:
     assert p.returncode != 0
     assert "META_TOKEN: missing" in p.stderr, p.stderr
     assert "sites.shop.channels.meta.secret_env" in p.stderr
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
+    return state not in ("Z", "X")  # a zombie has exited; nobody may have reaped it yet
+
+
+def outbox_status(proc: Proc) -> dict[str, Any]:
+    proc.wait_ready()
+    status: dict[str, Any] = httpx.get(proc.url + "/readyz", headers=OPS, timeout=5).json()["outbox"]
+    return status
+
+
+def test_delivery_runs_in_its_own_process_which_dies_with_the_server_and_is_restarted_if_killed(
+    tmp_path: Path, channels: RecordingServer, procs: list[Proc]
+) -> None:
+    """forwarding/child.py: the outbox is another process; killed, the server starts another, which
+    delivers what was queued; the server killed, it exits too (never an orphan still sending)."""
+    port = free_port()
+    cfg = write_config(tmp_path, port, channels.url)
+    channels.fail(10_000, 503)
+    server = start(cfg, port, procs)
+    wait(lambda: outbox_status(server).get("process") == "running")
+    child = int(outbox_status(server)["pid"])
+    assert child != server.p.pid and _alive(child)
+    ids = marketing_events(server.url, 2)
+    wait(lambda: outbox_status(server)["depth"] == 4)
+
+    os.kill(child, signal.SIGKILL)  # the delivery process dies; the server does not
+    wait(lambda: outbox_status(server).get("pid") not in (None, child))
+    status = outbox_status(server)
+    assert status["restarts"] == 1 and _alive(int(status["pid"]))
+    channels.recover()
+    expected = {(c, e) for c in ("meta", "snapchat") for e in ids}
+    wait(lambda: set(delivered(channels)) == expected)
+    assert all(n == 1 for n in delivered(channels).values())
+
+    second_child = int(outbox_status(server)["pid"])
+    server.kill(signal.SIGKILL)  # the server dies: its delivery process notices and exits
+    wait(lambda: not _alive(second_child), timeout=10)
+
+
+def test_two_delivery_processes_never_share_an_outbox(tmp_path: Path) -> None:
+    from pixel_server.forwarding.child import lock_outbox
+
+    fd = lock_outbox(tmp_path / "outbox")
+    code = (
+        "import sys; from pathlib import Path; from pixel_server.forwarding.child import lock_outbox\n"
+        f"try:\n    lock_outbox(Path({str(tmp_path / 'outbox')!r}), timeout=0.3)\n"
+        "except BlockingIOError:\n    sys.exit(7)\n"
+    )
+    assert subprocess.run([sys.executable, "-c", code], timeout=30).returncode == 7
+    os.close(fd)  # the holder exits: the next one gets it
+    assert subprocess.run([sys.executable, "-c", code], timeout=30).returncode == 0
