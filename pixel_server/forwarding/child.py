@@ -23,12 +23,19 @@ and the server asks the child on a second pipe: ``drop`` (an erasure: the subjec
 the count dropped) and ``stop`` (finish, flush the delivery log; ``None``).
 
 The child reads segment files itself (paths from ``pending``; a segment is deleted only after every
-consumer committed it), keeps the outbox file (``data_dir/outbox``) to itself, and judges consent at
-delivery time from verdicts asked in the same pass, as the in-process outbox does. It runs at a lower
-CPU priority (``nice`` +:data:`NICE`): under load the server's requests come first, and deliveries
-have hours to days (the channels' age limits). If the child dies, the server starts another after
-:data:`RESTART_S`; the outbox file and the journal cursor carry on. If the server dies, the child's
-next call fails and it exits.
+consumer committed it), and judges consent at delivery time from verdicts asked in the same pass, as
+the in-process outbox does. It runs at the lowest CPU priority (``nice`` +:data:`NICE`): under load the
+server's requests come first, and deliveries have hours to days (the channels' age limits). It ignores
+SIGINT/SIGTERM sent to the whole process group: the server stops it (``stop``), so it can flush.
+
+The outbox file is opened under an exclusive lock on its directory (``OutboxStore.open``): never two
+users of it, whether a delivery process its killed server left behind, its successor, an outbox in the
+server (``forwarding.process = false``) or an offline erasure. If the child dies, the server starts
+another after a back-off (:data:`RESTART_S` doubling to :data:`RESTART_MAX_S`); the outbox file and the
+journal cursor carry on. If it cannot take an erasure's ``drop`` (down, restarting, too slow), the
+server kills it and purges the file itself under the lock. If the server dies, the child's next call
+fails and it exits. Requests carry a number that replies echo, so a reply that arrives after its caller
+gave up is never taken for the next one's.
 """
 
 from __future__ import annotations
@@ -36,12 +43,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copyreg
-import fcntl
+import dataclasses
 import io
 import logging
 import multiprocessing
 import os
 import pickle
+import signal
 import sys
 import threading
 import time
@@ -52,25 +60,27 @@ from types import MappingProxyType
 from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 
 from pixel_server.core.journal import Segment
-from pixel_server.core.settings import Settings
+from pixel_server.core.settings import Access, Settings
 from pixel_server.core.state import State
 from pixel_server.forwarding.deliverylog import JournalDeliveryLog
 from pixel_server.forwarding.metrics import ForwardMetrics
 from pixel_server.forwarding.outbox import CONSUMER, Outbox
 from pixel_server.forwarding.ports import GrantRef
+from pixel_server.forwarding.store import OutboxLocked, OutboxStore
 
 log = logging.getLogger("jobpixel.forwarding")
 
 NICE = 19
 RESTART_S = 1.0
+RESTART_MAX_S = 60.0
 REPORT_S = 0.5
 STOP_TIMEOUT_S = 30.0
 DROP_TIMEOUT_S = 30.0
-LOCK_WAIT_S = 10.0
 
 
 # -- the settings cross as pickled bytes (their read-only mappings are MappingProxyType) ------------------
@@ -82,6 +92,14 @@ def _reduce_proxy(m: MappingProxyType[Any, Any]) -> tuple[Any, tuple[dict[Any, A
     return _mapping_proxy, (dict(m),)
 
 
+def child_settings(settings: Settings) -> Settings:
+    """What the delivery process needs: the sites, the forwarding block (its channel secrets) and the
+    data directory — not the signing keys, the hash key, the ops token or the partners' credentials."""
+    return dataclasses.replace(
+        settings, signing_keys=(), hash_key="", ops_token=None, partners=MappingProxyType({}), admin=Access()
+    )
+
+
 def dumps_settings(settings: Settings) -> bytes:
     buf = io.BytesIO()
     pickler = pickle.Pickler(buf, protocol=pickle.HIGHEST_PROTOCOL)
@@ -91,18 +109,27 @@ def dumps_settings(settings: Settings) -> bytes:
 
 
 class _Calls:
-    """One request and its reply at a time on a pipe, from any thread."""
+    """One request and its reply at a time on a pipe, from any thread. Requests carry a number and
+    replies echo it: a reply that comes after its caller gave up (a timeout) is read and dropped by the
+    next call, never taken for that call's answer."""
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
         self.lock = threading.Lock()
+        self._n = 0
 
     def __call__(self, method: str, arg: Any = None, timeout: float | None = None) -> Any:
         with self.lock:
-            self.conn.send((method, arg))
-            if timeout is not None and not self.conn.poll(timeout):
-                raise TimeoutError(f"forwarder: no answer to {method} in {timeout:.0f} s")
-            ok, value = self.conn.recv()
+            self._n += 1
+            n = self._n
+            self.conn.send((n, method, arg))
+            deadline = None if timeout is None else time.monotonic() + timeout
+            while True:
+                if deadline is not None and not self.conn.poll(max(0.0, deadline - time.monotonic())):
+                    raise TimeoutError(f"forwarder: no answer to {method} in {timeout:.0f} s")
+                got, ok, value = self.conn.recv()
+                if got == n:
+                    break
         if not ok:
             raise RuntimeError(f"forwarder: {method} failed on the other side: {value}")
         return value
@@ -111,25 +138,41 @@ class _Calls:
 # -- the server's side ---------------------------------------------------------------------------------
 class _ChildMetrics(Collector):
     """The child's metrics (the outbox's, ``ForwardMetrics``) in the server's ``/metrics``, as its last
-    report had them (at most :data:`REPORT_S` old)."""
+    report had them (at most :data:`REPORT_S` old; none while it is down), and whether it is up."""
 
     def __init__(self, owner: ChildForwarder) -> None:
         self.owner = owner
 
     def collect(self) -> Iterable[Any]:
+        up = GaugeMetricFamily(
+            "jobpixel_forward_process_up", "1 while the delivery process runs and reports, else 0"
+        )
+        up.add_metric([], 1.0 if self.owner.reporting() else 0.0)
+        yield up
+        restarts = CounterMetricFamily(
+            "jobpixel_forward_process_restarts", "Delivery processes started again after one ended"
+        )
+        restarts.add_metric([], float(self.owner.restarts))
+        yield restarts
         text = self.owner.metrics_text
         if text:
-            yield from text_string_to_metric_families(text)
+            try:
+                families = list(text_string_to_metric_families(text))
+            except Exception:  # never let one bad report break /metrics
+                log.exception("forwarder: unreadable metrics report")
+                return
+            yield from families
 
 
 class _RemoteStore:
-    """What the rights module calls on a running outbox's store (``drop``), asked of the child."""
+    """What the rights module calls on a running outbox's store (``drop``): asked of the delivery
+    process; if it cannot answer (down, restarting, slow), done here on its file (ChildForwarder.drop)."""
 
     def __init__(self, owner: ChildForwarder) -> None:
         self.owner = owner
 
     def drop(self, consent_ids: Iterable[str], event_ids: Iterable[str]) -> int:
-        return int(self.owner.ask_child("drop", (sorted(consent_ids), sorted(event_ids)), DROP_TIMEOUT_S))
+        return self.owner.drop(set(consent_ids), set(event_ids))
 
 
 class _RemoteOutbox:
@@ -139,7 +182,10 @@ class _RemoteOutbox:
 
 class ChildForwarder:
     """The outbox in a child process: the same interface as ``wiring.Forwarder`` (start, stop, status,
-    ``outbox.store.drop`` for erasure)."""
+    ``outbox.store.drop`` for erasure). One supervisor thread starts the process, answers its requests
+    until it ends, and starts another after a back-off (:data:`RESTART_S` doubling to
+    :data:`RESTART_MAX_S`), unless the server is stopping or holds the outbox itself (an erasure the
+    process could not take)."""
 
     def __init__(self, state: State) -> None:
         from pixel_server.forwarding.wiring import StoreAds
@@ -150,18 +196,27 @@ class ChildForwarder:
         self.delivery_log = JournalDeliveryLog(state.journal)
         self.outbox = _RemoteOutbox(self)
         self.metrics_text = ""
+        self.restarts = 0
         self._status: dict[str, Any] = {"depth": None, "oldest_age_s": None, "process": "starting"}
-        self._settings = dumps_settings(state.settings)
+        self._last_report: float | None = None
+        self._settings = dumps_settings(child_settings(state.settings))
         self._proc: multiprocessing.process.BaseProcess | None = None
         self._down: _Calls | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._cond = threading.Condition()
         self._stopping = False
-        self.restarts = 0
+        self._held = 0  # erasures purging the outbox file here: no process meanwhile
+        self._supervisor: threading.Thread | None = None
         state.metrics.registry.register(_ChildMetrics(self))
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        await asyncio.to_thread(self._spawn)
+        started = threading.Event()
+        self._supervisor = threading.Thread(
+            target=self._supervise, args=(started,), name="jobpixel-forwarder", daemon=True
+        )
+        self._supervisor.start()
+        await asyncio.to_thread(started.wait, 30.0)
         targets = self.state.settings.forwarding.targets
         log.info(
             "forwarding on, delivering from process %s: %s",
@@ -169,7 +224,119 @@ class ChildForwarder:
             "; ".join(f"{site}: {', '.join(sorted(t))}" for site, t in sorted(targets.items()) if t),
         )
 
-    def _spawn(self) -> None:
+    async def stop(self) -> None:
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+            proc = self._proc
+        if proc is not None and proc.is_alive():
+            with contextlib.suppress(Exception):  # a dead or stuck process: killed below
+                await asyncio.to_thread(self.ask_child, "stop", None, STOP_TIMEOUT_S + 5)
+            await asyncio.to_thread(proc.join, 5.0)
+            if proc.is_alive():
+                log.error("forwarder: process %s did not stop; killing it", proc.pid)
+                proc.kill()
+                await asyncio.to_thread(proc.join, 5.0)
+        if self._supervisor is not None:
+            await asyncio.to_thread(self._supervisor.join, 10.0)
+
+    def reporting(self) -> bool:
+        last = self._last_report
+        return (
+            self._status.get("process") == "running"
+            and last is not None
+            and (time.monotonic() - last < max(5.0, 10 * REPORT_S))
+        )
+
+    def status(self) -> dict[str, Any]:
+        out = dict(self._status)
+        last = self._last_report
+        out["report_age_s"] = round(time.monotonic() - last, 1) if last is not None else None
+        return out
+
+    def ask_child(self, method: str, arg: Any, timeout: float) -> Any:
+        down = self._down
+        if down is None:
+            raise RuntimeError("forwarder: the delivery process is not running")
+        return down(method, arg, timeout)
+
+    # -- erasure ---------------------------------------------------------------------------------------
+    def drop(self, consent_ids: set[str], event_ids: set[str]) -> int:
+        """An erasure's purge of the queued deliveries: by the delivery process if it answers; if not
+        (down, restarting, stuck), the server stops it, purges the file itself under the directory's
+        lock, and lets another start. Never lost because the process was away."""
+        try:
+            return int(self.ask_child("drop", (sorted(consent_ids), sorted(event_ids)), DROP_TIMEOUT_S))
+        except Exception as exc:
+            log.warning("forwarder: the delivery process did not take an erasure (%s); purging here", exc)
+        with self._cond:
+            self._held += 1
+            proc = self._proc
+        try:
+            if proc is not None and proc.is_alive():
+                proc.kill()  # its pass may be mid-write: the file's lock and replay handle that
+                proc.join(10.0)
+            store = OutboxStore(self.state.settings.data_dir / "outbox")
+            store.open()  # waits for the lock: a process its server left behind exits within a second
+            try:
+                return store.drop(consent_ids, event_ids)
+            finally:
+                store.close()
+        finally:
+            with self._cond:
+                self._held -= 1
+                self._cond.notify_all()
+
+    # -- the supervisor --------------------------------------------------------------------------------
+    def _supervise(self, started: threading.Event) -> None:
+        delay = RESTART_S
+        first = True
+        while True:
+            with self._cond:
+                while self._held and not self._stopping:
+                    self._cond.wait()
+                if self._stopping:
+                    break
+                try:
+                    proc, up = self._spawn()
+                except Exception:
+                    log.exception("forwarder: could not start the delivery process")
+                    proc, up = None, None
+            if first:
+                first = False
+                started.set()
+            born = time.monotonic()
+            if proc is not None and up is not None:
+                self._serve(up, proc)
+                proc.join(5.0)
+            self._down = None
+            self._last_report = None
+            self.metrics_text = ""
+            code = proc.exitcode if proc is not None else None
+            with self._cond:
+                if self._stopping:
+                    self._status = {**self._status, "process": "stopped", "depth": None, "oldest_age_s": None}
+                    break
+                held = self._held > 0
+                self._status = {**self._status, "process": "restarting", "depth": None, "oldest_age_s": None}
+            if held:
+                delay = RESTART_S  # stopped on purpose by an erasure: start again once it is done
+                continue
+            if time.monotonic() - born > RESTART_MAX_S:
+                delay = RESTART_S  # it ran a while: a fresh failure, not a loop
+            log.error(
+                "forwarder: the delivery process %s ended (exit code %s); starting another in %.0f s",
+                proc.pid if proc is not None else "-",
+                code,
+                delay,
+            )
+            with self._cond:
+                self._cond.wait_for(lambda: self._stopping, delay)
+            delay = min(RESTART_MAX_S, delay * 2)
+            self.restarts += 1
+        started.set()
+
+    def _spawn(self) -> tuple[multiprocessing.process.BaseProcess, Connection]:
         ctx = multiprocessing.get_context("spawn")
         up_server, up_child = ctx.Pipe()
         down_server, down_child = ctx.Pipe()
@@ -184,61 +351,25 @@ class ChildForwarder:
         down_child.close()
         self._proc, self._down = proc, _Calls(down_server)
         self._status = {**self._status, "process": "running", "pid": proc.pid, "restarts": self.restarts}
-        threading.Thread(
-            target=self._serve, args=(up_server, proc), name="jobpixel-forwarder-up", daemon=True
-        ).start()
+        return proc, up_server
 
-    async def stop(self) -> None:
-        self._stopping = True
-        if self._proc is None:
-            return
-        with contextlib.suppress(Exception):  # a dead child has nothing left to flush
-            await asyncio.to_thread(self.ask_child, "stop", None, STOP_TIMEOUT_S)
-        await asyncio.to_thread(self._proc.join, 5.0)
-        if self._proc.is_alive():
-            log.error("forwarder: process %s did not stop; killing it", self._proc.pid)
-            self._proc.kill()
-            await asyncio.to_thread(self._proc.join, 5.0)
-
-    def status(self) -> dict[str, Any]:
-        return dict(self._status)
-
-    def ask_child(self, method: str, arg: Any, timeout: float) -> Any:
-        if self._down is None:
-            raise RuntimeError("forwarder: the delivery process is not running")
-        return self._down(method, arg, timeout)
-
-    # the child's requests, on their own thread
     def _serve(self, conn: Connection, proc: multiprocessing.process.BaseProcess) -> None:
+        """The process's requests, until it ends."""
         while True:
             try:
-                method, arg = conn.recv()
+                n, method, arg = conn.recv()
             except (EOFError, OSError):
                 break
             try:
-                reply = (True, self._answer(method, arg))
+                reply = (n, True, self._answer(method, arg))
             except Exception as exc:  # the child logs it and retries its pass; the server carries on
                 log.exception("forwarder: %s from the delivery process failed", method)
-                reply = (False, f"{type(exc).__name__}: {exc}")
+                reply = (n, False, f"{type(exc).__name__}: {exc}")
             try:
                 conn.send(reply)
             except (OSError, ValueError):
                 break
         conn.close()
-        proc.join(1.0)
-        if self._stopping:
-            return
-        self._status = {**self._status, "process": "restarting"}
-        log.error(
-            "forwarder: the delivery process %s ended (exit code %s); starting another in %.0f s",
-            proc.pid,
-            proc.exitcode,
-            RESTART_S,
-        )
-        time.sleep(RESTART_S)
-        if not self._stopping:
-            self.restarts += 1
-            self._spawn()
 
     def _answer(self, method: str, arg: Any) -> Any:
         if method == "pending":
@@ -264,6 +395,7 @@ class ChildForwarder:
             status, text = arg
             self._status = {**self._status, **status}
             self.metrics_text = text
+            self._last_report = time.monotonic()
             return None
         raise ValueError(f"unknown request {method!r}")
 
@@ -330,6 +462,10 @@ def child_main(settings_blob: bytes, up: Connection, down: Connection) -> None:
         format="%(asctime)s %(levelname)s %(name)s [forwarder %(process)d] %(message)s",
     )
     logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per request is the delivery log's job
+    # the server stops it (``stop``, or its pipe's end): a signal to the whole process group (Ctrl-C,
+    # systemd) must not kill it before it has flushed the delivery log
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     with contextlib.suppress(OSError):
         os.nice(NICE)
     settings: Settings = pickle.loads(settings_blob)
@@ -338,32 +474,12 @@ def child_main(settings_blob: bytes, up: Connection, down: Connection) -> None:
     except (EOFError, BrokenPipeError, ConnectionResetError):
         log.warning("forwarder: the server is gone; exiting")
         os._exit(1)
-
-
-def lock_outbox(directory: Path, timeout: float = LOCK_WAIT_S) -> int:
-    """An exclusive lock on the outbox directory for as long as this process lives: never two outboxes
-    on one file. A delivery process its server left behind (killed) exits at its next report, within
-    :data:`REPORT_S`; its successor waits for that, then gives up (exit 1: the server starts another)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    fd = os.open(directory / ".lock", os.O_RDWR | os.O_CREAT, 0o640)
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return fd
-        except BlockingIOError:
-            if time.monotonic() > deadline:
-                os.close(fd)
-                raise
-            time.sleep(0.05)
+    except OutboxLocked as exc:
+        log.error("forwarder: %s; exiting", exc)
+        os._exit(1)
 
 
 async def _child(settings: Settings, up: _Calls, down: Connection) -> None:
-    try:
-        lock_outbox(settings.data_dir / "outbox")
-    except BlockingIOError:
-        log.error("forwarder: another delivery process holds %s; exiting", settings.data_dir / "outbox")
-        os._exit(1)
     registry = CollectorRegistry()
     outbox = Outbox(
         settings,
@@ -410,22 +526,22 @@ def _serve_down(
 ) -> None:
     while True:
         try:
-            method, arg = down.recv()
+            n, method, arg = down.recv()
         except (EOFError, OSError):
             loop.call_soon_threadsafe(stop.set)
             return
         try:
             if method == "drop":
                 consent_ids, event_ids = arg
-                down.send((True, outbox.store.drop(set(consent_ids), set(event_ids))))
+                down.send((n, True, outbox.store.drop(set(consent_ids), set(event_ids))))
             elif method == "stop":
                 loop.call_soon_threadsafe(stop.set)
                 stopped.wait(STOP_TIMEOUT_S)
-                down.send((True, None))
+                down.send((n, True, None))
                 return
             else:
-                down.send((False, f"unknown request {method!r}"))
+                down.send((n, False, f"unknown request {method!r}"))
         except Exception as exc:
             log.exception("forwarder: %s failed", method)
             with contextlib.suppress(OSError):
-                down.send((False, f"{type(exc).__name__}: {exc}"))
+                down.send((n, False, f"{type(exc).__name__}: {exc}"))

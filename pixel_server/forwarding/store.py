@@ -24,6 +24,7 @@ is the channel's dedup key (Meta, Snap, LinkedIn), GA4 has none.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import threading
 import time
@@ -64,6 +65,31 @@ def delivery_key(channel: str, site: str, event_id: str) -> str:
     return f"{channel}:{site}:{event_id}"
 
 
+LOCK_WAIT_S = 10.0
+
+
+class OutboxLocked(OSError):
+    """Another process holds the outbox directory's lock."""
+
+
+def lock_directory(directory: Path, timeout: float = LOCK_WAIT_S) -> int:
+    """An exclusive lock (``flock``) on ``directory/.lock``, held until the returned descriptor is closed
+    or the process ends: never two users of one outbox file. A delivery process its server left behind
+    (killed) exits at its next report to the server, within a second; whoever comes next waits for that,
+    then gives up with :class:`OutboxLocked`."""
+    fd = os.open(directory / ".lock", os.O_RDWR | os.O_CREAT, 0o640)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                os.close(fd)
+                raise OutboxLocked(f"{directory}: the outbox is in use by another process") from None
+            time.sleep(0.05)
+
+
 class OutboxStore:
     def __init__(
         self,
@@ -90,14 +116,20 @@ class OutboxStore:
         self._lines = 0
         self._pruned = 0.0
         self._fh: Any = None
+        self._lockfd: int | None = None
+        self.lock_wait_s = LOCK_WAIT_S
         # rights: consent ids erased while this process runs; a pump that read a journal segment before
         # the erasure blanked it must not queue their events afterwards (the segment holds none now)
         self._erased: set[str] = set()
 
     # -- reading -------------------------------------------------------------------------------------
     def open(self, now: float | None = None) -> None:
-        """Replay the file, cut a torn tail, compact, and open it for appending."""
+        """Take the directory's lock (one user of the file at a time: the delivery process, an outbox in
+        the server, an offline erasure), replay the file, cut a torn tail, compact, and open it for
+        appending."""
         self.directory.mkdir(parents=True, exist_ok=True)
+        if self._lockfd is None:
+            self._lockfd = lock_directory(self.directory, self.lock_wait_s)
         now = time.time() if now is None else now
         with self._io, self._lock:
             state = _State()
@@ -155,7 +187,15 @@ class OutboxStore:
             self._sync()
             return new
 
+    def _live(self, deliveries: Iterable[Delivery]) -> list[Delivery]:
+        """Those still queued: a delivery dropped by an erasure while its request was out (sent or not)
+        must not come back into the file or the delivery log with the erased consent id."""
+        with self._lock:
+            s = self._state
+            return [d for d in deliveries if d.key in s.pending and d.event.consent_id not in self._erased]
+
     def attempted(self, deliveries: Iterable[Delivery]) -> None:
+        deliveries = self._live(deliveries)
         with self._io:  # the file only: the attempts are already on the Delivery objects
             self._append(
                 {
@@ -174,6 +214,8 @@ class OutboxStore:
     def finish(self, finished: Iterable[tuple[Delivery, Mapping[str, Any]]], now: float) -> None:
         with self._io:
             items = list(finished)
+            live = {d.key for d in self._live(d for d, _ in items)}
+            items = [(d, row) for d, row in items if d.key in live]
             self._append({"d": d.key, "row": dict(row), "t": now} for d, row in items)
             with self._lock:
                 s = self._state
@@ -225,6 +267,9 @@ class OutboxStore:
             if self._fh is not None:
                 self._fh.close()
                 self._fh = None
+            if self._lockfd is not None:
+                os.close(self._lockfd)  # releases the lock
+                self._lockfd = None
 
     # -- internals -----------------------------------------------------------------------------------
     def _append(self, records: Iterable[Mapping[str, Any]]) -> None:

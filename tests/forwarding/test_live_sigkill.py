@@ -302,15 +302,19 @@ def test_delivery_runs_in_its_own_process_which_dies_with_the_server_and_is_rest
     wait(lambda: not _alive(second_child), timeout=10)
 
 
-def test_two_delivery_processes_never_share_an_outbox(tmp_path: Path) -> None:
-    from pixel_server.forwarding.child import lock_outbox
+def test_two_users_never_share_an_outbox_file(tmp_path: Path) -> None:
+    """The delivery process, an outbox in the server and an offline erasure all open the file through
+    OutboxStore.open, which takes the directory's lock (an orphaned delivery process still holds it)."""
+    from pixel_server.forwarding.store import OutboxStore
 
-    fd = lock_outbox(tmp_path / "outbox")
+    held = OutboxStore(tmp_path / "outbox")
+    held.open()
     code = (
-        "import sys; from pathlib import Path; from pixel_server.forwarding.child import lock_outbox\n"
-        f"try:\n    lock_outbox(Path({str(tmp_path / 'outbox')!r}), timeout=0.3)\n"
-        "except BlockingIOError:\n    sys.exit(7)\n"
+        "import sys; from pathlib import Path\n"
+        "from pixel_server.forwarding.store import OutboxLocked, OutboxStore\n"
+        f"s = OutboxStore(Path({str(tmp_path / 'outbox')!r})); s.lock_wait_s = 0.3\n"
+        "try:\n    s.open()\nexcept OutboxLocked:\n    sys.exit(7)\n"
     )
     assert subprocess.run([sys.executable, "-c", code], timeout=30).returncode == 7
-    os.close(fd)  # the holder exits: the next one gets it
+    held.close()  # the holder is done: the next one gets it
     assert subprocess.run([sys.executable, "-c", code], timeout=30).returncode == 0
