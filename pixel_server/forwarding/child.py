@@ -41,6 +41,7 @@ gave up is never taken for the next one's.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import copyreg
 import dataclasses
@@ -67,6 +68,7 @@ from prometheus_client.registry import Collector
 from pixel_server.core.journal import Segment
 from pixel_server.core.settings import Access, Settings
 from pixel_server.core.state import State
+from pixel_server.forwarding.ads import StoreAds
 from pixel_server.forwarding.deliverylog import JournalDeliveryLog
 from pixel_server.forwarding.metrics import ForwardMetrics
 from pixel_server.forwarding.outbox import CONSUMER, Outbox
@@ -188,8 +190,6 @@ class ChildForwarder:
     process could not take)."""
 
     def __init__(self, state: State) -> None:
-        from pixel_server.forwarding.wiring import StoreAds
-
         self.state = state
         self.cursor = state.journal.cursor(CONSUMER)
         self.ads = StoreAds(state)
@@ -206,11 +206,15 @@ class ChildForwarder:
         self._cond = threading.Condition()
         self._stopping = False
         self._held = 0  # erasures purging the outbox file here: no process meanwhile
+        self._killed_for_erasure: int | None = None  # that process's end is no crash (no back-off)
         self._supervisor: threading.Thread | None = None
         state.metrics.registry.register(_ChildMetrics(self))
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
+        # at interpreter exit, before multiprocessing joins its children (registered earlier, so run
+        # later): the child ignores SIGTERM and would keep a server that never ran stop() from exiting
+        atexit.register(self._kill_at_exit)
         started = threading.Event()
         self._supervisor = threading.Thread(
             target=self._supervise, args=(started,), name="jobpixel-forwarder", daemon=True
@@ -229,16 +233,28 @@ class ChildForwarder:
             self._stopping = True
             self._cond.notify_all()
             proc = self._proc
-        if proc is not None and proc.is_alive():
-            with contextlib.suppress(Exception):  # a dead or stuck process: killed below
-                await asyncio.to_thread(self.ask_child, "stop", None, STOP_TIMEOUT_S + 5)
-            await asyncio.to_thread(proc.join, 5.0)
-            if proc.is_alive():
+        try:
+            if proc is not None and proc.is_alive():
+                with contextlib.suppress(Exception):  # a dead or stuck process: killed below
+                    await asyncio.to_thread(self.ask_child, "stop", None, STOP_TIMEOUT_S + 5)
+                await asyncio.to_thread(proc.join, 5.0)
+        finally:
+            if proc is not None and proc.is_alive():
                 log.error("forwarder: process %s did not stop; killing it", proc.pid)
                 proc.kill()
-                await asyncio.to_thread(proc.join, 5.0)
+                proc.join(5.0)
         if self._supervisor is not None:
             await asyncio.to_thread(self._supervisor.join, 10.0)
+        atexit.unregister(self._kill_at_exit)
+
+    def _kill_at_exit(self) -> None:
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+            proc = self._proc
+        if proc is not None and proc.is_alive():
+            proc.kill()
+            proc.join(5.0)
 
     def reporting(self) -> bool:
         last = self._last_report
@@ -272,6 +288,8 @@ class ChildForwarder:
         with self._cond:
             self._held += 1
             proc = self._proc
+            if proc is not None:
+                self._killed_for_erasure = proc.pid
         try:
             if proc is not None and proc.is_alive():
                 proc.kill()  # its pass may be mid-write: the file's lock and replay handle that
@@ -317,7 +335,7 @@ class ChildForwarder:
                 if self._stopping:
                     self._status = {**self._status, "process": "stopped", "depth": None, "oldest_age_s": None}
                     break
-                held = self._held > 0
+                held = self._held > 0 or (proc is not None and proc.pid == self._killed_for_erasure)
                 self._status = {**self._status, "process": "restarting", "depth": None, "oldest_age_s": None}
             if held:
                 delay = RESTART_S  # stopped on purpose by an erasure: start again once it is done
@@ -346,7 +364,12 @@ class ChildForwarder:
             name="jobpixel-forwarder",
             daemon=True,
         )
-        proc.start()
+        try:
+            proc.start()
+        except BaseException:
+            for end in (up_server, up_child, down_server, down_child):
+                end.close()
+            raise
         up_child.close()
         down_child.close()
         self._proc, self._down = proc, _Calls(down_server)

@@ -128,9 +128,18 @@ class OutboxStore:
         the server, an offline erasure), replay the file, cut a torn tail, compact, and open it for
         appending."""
         self.directory.mkdir(parents=True, exist_ok=True)
-        if self._lockfd is None:
+        took = self._lockfd is None
+        if took:
             self._lockfd = lock_directory(self.directory, self.lock_wait_s)
-        now = time.time() if now is None else now
+        try:
+            self._replay(time.time() if now is None else now)
+        except BaseException:  # a failed open must not keep the lock: nobody could open it after
+            if took and self._lockfd is not None:
+                os.close(self._lockfd)
+                self._lockfd = None
+            raise
+
+    def _replay(self, now: float) -> None:
         with self._io, self._lock:
             state = _State()
             if self.path.exists():
@@ -195,8 +204,8 @@ class OutboxStore:
             return [d for d in deliveries if d.key in s.pending and d.event.consent_id not in self._erased]
 
     def attempted(self, deliveries: Iterable[Delivery]) -> None:
-        deliveries = self._live(deliveries)
         with self._io:  # the file only: the attempts are already on the Delivery objects
+            deliveries = self._live(deliveries)  # under _io: an erasure's rewrite cannot come between
             self._append(
                 {
                     "a": d.key,

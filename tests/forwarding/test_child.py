@@ -5,6 +5,7 @@ it does not need."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
@@ -65,6 +66,7 @@ def test_an_erasure_while_the_delivery_process_is_down_still_purges_its_queue(
     # the next process starts from the purged file: nothing of that consent is queued, or sent
     _wait(lambda: fwd.reporting() and str(_status(server)["pid"]) != str(pid))
     assert _status(server)["depth"] == 0
+    assert fwd.restarts <= 1  # the kill above was a crash; the erasure's own stop is not counted
     assert grant["consent_id"].encode() not in (server.data_dir / "outbox" / "outbox.jsonl").read_bytes()
     for rec in server.recorders.values():
         rec.recover()
@@ -99,6 +101,31 @@ def test_a_delivery_process_that_cannot_start_is_retried_with_a_back_off_and_sho
         partner.close()
 
 
+def test_an_erasure_a_stuck_delivery_process_cannot_take_is_purged_by_the_server(
+    server: ForwardingServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fwd = server.state.forwarder
+    assert isinstance(fwd, child.ChildForwarder)
+    monkeypatch.setattr(child, "DROP_TIMEOUT_S", 1.0)
+    _wait(lambda: fwd.reporting())
+    for rec in server.recorders.values():
+        rec.fail(10_000, 503)
+    grant = server.consent("shop", statistics=True, marketing=True)
+    event_id = collect(server, grant)
+    server.flush()
+    _wait(lambda: int(str(_status(server).get("depth") or 0)) == len(CHANNELS))
+    pid = int(str(_status(server)["pid"]))
+    os.kill(pid, signal.SIGSTOP)  # alive, but answers nothing
+    try:
+        assert fwd.outbox.store.drop({grant["consent_id"]}, {event_id}) == len(CHANNELS)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGCONT)
+    _wait(lambda: fwd.reporting() and str(_status(server)["pid"]) != str(pid))
+    assert _status(server)["depth"] == 0
+    assert fwd.restarts == 0  # stopped for the erasure, not a crash: no back-off, not counted
+
+
 def test_a_late_reply_is_never_taken_for_the_next_answer() -> None:
     ours, theirs = Pipe()
     calls = child._Calls(ours)
@@ -126,3 +153,39 @@ def test_the_delivery_process_gets_no_secret_it_does_not_need(tmp_path: Path) ->
         assert secret and secret.encode() not in blob
     assert reduced.forwarding == settings.forwarding and reduced.sites == settings.sites
     assert reduced.data_dir == settings.data_dir
+
+
+def test_a_failed_open_of_the_outbox_file_releases_its_lock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pixel_server.forwarding.store import OutboxStore
+
+    broken = OutboxStore(tmp_path)
+
+    def disk_full() -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(broken, "_rewrite", disk_full)
+    with pytest.raises(OSError):
+        broken.open()
+    fine = OutboxStore(tmp_path)
+    fine.lock_wait_s = 0.5
+    fine.open()  # not OutboxLocked: the failed open let go of the lock
+    fine.close()
+
+
+def test_at_exit_the_server_kills_its_delivery_process(server: ForwardingServer) -> None:
+    """The child ignores SIGTERM; a server leaving without stop() must not hang on it."""
+    fwd = server.state.forwarder
+    assert isinstance(fwd, child.ChildForwarder)
+    _wait(lambda: fwd.reporting())
+    pid = int(str(_status(server)["pid"]))
+    fwd._kill_at_exit()
+    _wait(
+        lambda: (
+            not Path(f"/proc/{pid}").exists()
+            or "Z" in Path(f"/proc/{pid}/stat").read_text().split(") ")[1][:1]
+        )
+    )
+    time.sleep(1.5)
+    assert fwd.restarts == 0 and str(_status(server)["pid"]) == str(pid)  # and none started after it

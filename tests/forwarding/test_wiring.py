@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from pixel_server.forwarding.wiring import StoreAds, journal_consumers
+from pixel_server.forwarding.ads import StoreAds
+from pixel_server.forwarding.wiring import journal_consumers
 from pixel_server.storage.chdb_store import ChdbStore
 from tests.forwarding.support import forwarding_settings
 from tests.harness import make_settings
