@@ -146,7 +146,7 @@ def serve(s: Settings, host: str | None, port: int | None, demo: bool = False) -
     # long, and at a fixed number of connections latency is throughput (bench/README.md).
     sys.setswitchinterval(0.001)
     _hold_data_lock(s)
-    app = create_app(s, demo=demo)
+    app = create_app(s, demo=demo, tune_gc=True)
     uvicorn.run(
         app,
         host=host or s.host,

@@ -25,6 +25,7 @@ import secrets
 import time
 import uuid
 from dataclasses import dataclass
+from functools import cached_property
 
 from itsdangerous import BadData, Signer
 
@@ -48,6 +49,11 @@ class Grant:
     issued_at: float  # unix seconds, millisecond precision
     expires_at: float  # unix seconds, never past the consent's expiry
     token: str
+
+    @cached_property
+    def visitor(self) -> str:
+        """``visitor_id`` as text (what is stored), made once per grant, not per event."""
+        return str(self.visitor_id)
 
     @property
     def statistics(self) -> bool:

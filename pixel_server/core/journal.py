@@ -129,6 +129,7 @@ class _Written:
     rows: int
     nbytes: int
     started: float
+    new_file: bool = False  # it opened a segment file: the directory is synced before its fdatasync
 
 
 class Cursor:
@@ -204,6 +205,7 @@ class Journal:
                 self._positions[name] = (min(sealed) if sealed else self._seq) - 1
                 self._write_cursor(name, self._positions[name])
         self._fds: dict[str, tuple[int, int]] = {}  # table -> (fd, size) of the open segment
+        self._new_file = False  # a segment file was created since the last group went to the sync thread
         self._open_rows = 0
         self._open_bytes = 0
         self._pending = _Pending()
@@ -320,6 +322,7 @@ class Journal:
             with self._lock:
                 first = not self._fds
                 written.fds = self._write(data)
+                written.new_file, self._new_file = self._new_file, False
                 # Counted when written, not when synced: a consumer may load and commit a
                 # sealed segment before its last group's fdatasync returns.
                 self._open_rows += written.rows
@@ -367,7 +370,12 @@ class Journal:
         if table not in self._fds:
             fd = os.open(self._path(self._seq, table), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
             self._fds[table] = (fd, os.fstat(fd).st_size)
-            _fsync_dir(self.dir)  # the new file's name must survive a crash too
+            # The new file's name must survive a crash too: the sync thread fsyncs the directory
+            # before this group's fdatasync (an fsync here blocked the loop for ms under load).
+            if self._fsync:
+                self._new_file = True
+            else:
+                _fsync_dir(self.dir)
         return self._fds[table]
 
     def _ensure_syncer(self) -> None:
@@ -386,6 +394,11 @@ class Journal:
                 retired, self._retired = self._retired, []
             error: BaseException | None = None
             try:
+                if any(w.new_file for w in batch):
+                    try:
+                        _fsync_dir(self.dir)
+                    except OSError as exc:
+                        error = exc
                 for fd in {fd for w in batch for fd in w.fds} | set(retired):
                     try:
                         os.fdatasync(fd)

@@ -26,12 +26,10 @@ from pixel_server.core.settings import Site
 from pixel_server.core.state import State
 from pixel_server.ingest.enrich import (
     UserAgentInfo,
-    parse_url,
+    page_columns,
     parse_user_agent,
-    referrer_domain,
+    referrer_columns,
     stored_props,
-    stored_referrer,
-    stored_url,
 )
 from pixel_server.ingest.request import Hit, parse_body
 
@@ -155,55 +153,57 @@ def put_rows(state: State, batch: Batch) -> None:
     assert ua is not None
     now = round(time.time(), 3)  # DateTime64(3) takes epoch seconds as a JSON number
     gpc = batch.headers.get("sec-gpc") == "1"  # Global Privacy Control: marketing stays off
+    sites = batch.sites
     for hit, grant in zip(batch.hits, batch.grants, strict=True):
         marketing = grant.marketing and not gpc
-        keep = batch.sites[hit.site].keep_query
-        url = parse_url(hit.url)
-        referrer = stored_referrer(hit.referrer)
-        batch.rows.append(
-            {
-                "event_id": hit.event_id,
-                "site_id": hit.site,
-                "ad_id": hit.ad,
-                "name": hit.name,
-                "ts": now,
-                "client_ts": _ms_to_ch(hit.client_ts),
-                "visitor_id": str(grant.visitor_id),
-                "consent_id": grant.consent_id,
-                "choice_id": grant.choice_id,
-                "grant_issued_at": grant.issued_at,
-                "pageview_id": hit.pageview_id,
-                # No fragment, the site's allow-listed parameters; click ids only behind a marketing grant.
-                "url": stored_url(hit.url, keep, marketing),
-                "hostname": url.hostname,
-                "path": url.path,
-                "referrer": referrer,
-                "referrer_domain": referrer_domain(referrer, url.hostname),
-                "utm_source": url.utm.get("utm_source", ""),
-                "utm_medium": url.utm.get("utm_medium", ""),
-                "utm_campaign": url.utm.get("utm_campaign", ""),
-                "utm_term": url.utm.get("utm_term", ""),
-                "utm_content": url.utm.get("utm_content", ""),
-                "click_id_type": next(iter(url.click_ids), ""),  # the kind of ad click, not the id
-                "click_ids": url.click_ids if marketing else {},
-                "browser": ua.browser,
-                "browser_version": ua.browser_version,
-                "os": ua.os,
-                "os_version": ua.os_version,
-                "device": ua.device,
-                "engaged_ms": hit.engaged_ms,
-                "scroll_pct": hit.scroll,
-                "activity": hit.activity,
-                "marketing": int(marketing),
-                "props": stored_props(hit.props, keep, marketing) if hit.props else {},
-                "retention_days": batch.sites[hit.site].retention_days,
-            }
+        site = sites[hit.site]
+        # No fragment, the site's allow-listed parameters; click ids only behind a marketing grant.
+        url, host, path, source, medium, campaign, term, content, click_type, click_ids = page_columns(
+            hit.url, site.keep_query, marketing
         )
+        referrer, referrer_host = referrer_columns(hit.referrer, host)
+        client_ts = hit.client_ts
+        row = {
+            "event_id": hit.event_id,
+            "site_id": hit.site,
+            "ad_id": hit.ad,
+            "name": hit.name,
+            "ts": now,
+            "client_ts": None if client_ts is None else client_ts / 1000,
+            "visitor_id": grant.visitor,
+            "consent_id": grant.consent_id,
+            "choice_id": grant.choice_id,
+            "grant_issued_at": grant.issued_at,
+            "pageview_id": hit.pageview_id,
+            "url": url,
+            "hostname": host,
+            "path": path,
+            "referrer": referrer,
+            "referrer_domain": referrer_host,
+            "utm_source": source,
+            "utm_medium": medium,
+            "utm_campaign": campaign,
+            "utm_term": term,
+            "utm_content": content,
+            "click_id_type": click_type,  # the kind of ad click, not the id
+            "click_ids": click_ids,  # {} without marketing
+            "browser": ua.browser,
+            "browser_version": ua.browser_version,
+            "os": ua.os,
+            "os_version": ua.os_version,
+            "device": ua.device,
+            "engaged_ms": hit.engaged_ms,
+            "scroll_pct": hit.scroll,
+            "activity": hit.activity,
+            "marketing": 1 if marketing else 0,
+            "props": stored_props(hit.props, site.keep_query, marketing) if hit.props else {},
+            "retention_days": site.retention_days,
+        }
         if marketing:  # forwarding (issue #8): for the outbox only; not columns of `events` (skipped)
-            row = batch.rows[-1]
             row["user_agent"] = batch.headers.get("user-agent", "")
             if hit.channel_ids:
                 row["channel_ids"] = hit.channel_ids
+        batch.rows.append(row)
 
 
 def put_ad(state: State, batch: Batch) -> None:
@@ -327,7 +327,3 @@ def _cors(headers: dict[str, str], batch: Batch | None) -> dict[str, str]:
 def _field(batch: Batch, i: int, name: str) -> str:
     """Fields are named as the client sent them: ``url`` for one object, ``events[3].url`` in an array."""
     return f"events[{i}].{name}" if batch.is_array else name
-
-
-def _ms_to_ch(ms: int | None) -> float | None:
-    return None if ms is None else ms / 1000

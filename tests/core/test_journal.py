@@ -138,6 +138,46 @@ def test_acknowledged_only_after_fdatasync(tmp_path: Path, monkeypatch: pytest.M
     spool.close()
 
 
+def test_a_new_segment_file_is_acknowledged_only_after_its_directory_is_synced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A new file's name must survive a crash too: its directory's fsync runs on the sync thread (never
+    on the loop: it took ms under load) and the append returns only after it, for each new segment."""
+    import pixel_server.core.journal as journal_mod
+
+    real = journal_mod._fsync_dir
+    gate = threading.Event()
+    calls: list[tuple[Path, str]] = []
+
+    def slow_dir_sync(directory: Path) -> None:
+        calls.append((directory, threading.current_thread().name))
+        gate.wait(5)
+        real(directory)
+
+    monkeypatch.setattr(journal_mod, "_fsync_dir", slow_dir_sync)
+    gate.set()
+    spool = Journal(tmp_path)  # opening syncs the cursors' directory on the caller's thread: not counted
+    calls.clear()
+
+    async def main() -> list[bool]:
+        seen = []
+        for _ in range(2):  # the first segment, then a second one after a rotation
+            gate.clear()
+            task = asyncio.create_task(spool.append("events", rows(1)))
+            await asyncio.sleep(0.3)
+            seen.append(task.done())
+            gate.set()
+            await asyncio.wait_for(task, 5)
+            seen.append(task.done())
+            spool.rotate()
+        return seen
+
+    assert run_async(main()) == [False, True, False, True]
+    segment_syncs = [name for directory, name in calls if directory == tmp_path]
+    assert segment_syncs == ["jobpixel-journal-sync"] * 2, calls
+    spool.close()
+
+
 def test_depth_counters_survive_a_load_before_the_sync(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
