@@ -120,7 +120,7 @@ class Settings:
     trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     token_days: int = 396
     flush_interval_s: float = 1.0
-    flush_max_rows: int = 5_000  # door: chDB holds ~9 KB per row of one insert at its peak (bench/README.md)
+    flush_max_rows: int = 10_000  # door: chDB holds ~9 KB per row of one insert at its peak (bench/README.md)
     # [journal]
     journal_max_bytes: int = 4 * 1024**3
     journal_reserve_bytes: int = 256 * 1024**2
@@ -276,7 +276,7 @@ def from_mapping(
         trusted_proxies=tuple(proxies),
         token_days=token_days,
         flush_interval_s=_int(storage, "flush_interval_ms", "storage", default=1000, lo=10, hi=60_000) / 1000,
-        flush_max_rows=_int(storage, "flush_max_rows", "storage", default=5_000, lo=1, hi=10_000_000),
+        flush_max_rows=_int(storage, "flush_max_rows", "storage", default=10_000, lo=1, hi=10_000_000),
         journal_max_bytes=max_bytes,
         journal_reserve_bytes=_int(
             journal, "reserve_bytes", "journal", default=256 * 1024**2, lo=0, hi=2**50
