@@ -127,9 +127,9 @@ class UrlInfo:
     click_ids: dict[str, str]
 
 
-@lru_cache(maxsize=20_000)
 def parse_url(url: str) -> UrlInfo:
-    """Cached: page URLs repeat across visitors. The returned dicts are shared: read only."""
+    """A page URL's host, path, UTM values and click ids; reached through :func:`page_columns`' cache
+    (page URLs repeat across visitors), which shares the returned dicts: read only."""
     parts = urlsplit(url)
     utm: dict[str, str] = {}
     click_ids: dict[str, str] = {}
@@ -182,9 +182,9 @@ def referrer_columns(referrer: str, own_host: str) -> tuple[str, str]:
     return stored, referrer_domain(stored, own_host)
 
 
-@lru_cache(maxsize=20_000)
 def stored_referrer(referrer: str) -> str:
-    """``scheme://host/path``: no query, no fragment, no user info (what Plausible keeps)."""
+    """``scheme://host/path``: no query, no fragment, no user info (what Plausible keeps). Reached
+    through :func:`referrer_columns`' cache."""
     if not referrer:
         return ""
     try:
@@ -218,9 +218,9 @@ def stored_props(props: dict[str, str], keep: frozenset[str], marketing: bool) -
     return out
 
 
-@lru_cache(maxsize=20_000)
 def referrer_domain(referrer: str, own_host: str) -> str:
-    """The referring host without ``www.``; empty for none or the page's own host."""
+    """The referring host without ``www.``; empty for none or the page's own host. Reached through
+    :func:`referrer_columns`' cache."""
     if not referrer:
         return ""
     host = (urlsplit(referrer).hostname or "").lower()

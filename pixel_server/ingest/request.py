@@ -244,7 +244,7 @@ def _checked(ev: dict[str, Any], prefix: str) -> Hit:
 def _parses(url: str, need_host: bool) -> bool:
     """urlsplit raises on some inputs (``http://[x/``, NFKC look-alikes in the host).
 
-    Cached like :func:`pixel_server.ingest.enrich.parse_url`: urlsplit's own cache holds 128
+    Cached like :func:`pixel_server.ingest.enrich.page_columns`: urlsplit's own cache holds 128
     URLs, and uncached this check cost 8 µs an event (bench/README.md)."""
     try:
         parts = urlsplit(url)
