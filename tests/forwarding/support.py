@@ -113,6 +113,14 @@ def event_row(
     }
 
 
+def wait(cond: Callable[[], bool], timeout: float = 20.0) -> None:
+    """Poll ``cond`` until it holds; fail the test after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
 @dataclass
 class FakeSegment:
     seq: int

@@ -10,30 +10,40 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from multiprocessing import Pipe
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 from pixel_server.forwarding import child
-from tests.forwarding.support import ForwardingServer, forwarding_settings
+from tests.forwarding.support import ForwardingServer, forwarding_settings, wait
 from tests.forwarding.test_live import CHANNELS, collect
 from tests.harness import OPS, PartnerSite, RecordingServer
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[ForwardingServer]:
+@contextlib.contextmanager
+def running(data_dir: Path) -> Iterator[ForwardingServer]:
+    """A live server forwarding to a recorder per channel, its partner site on another origin."""
     partner = PartnerSite()
     recorders = {name: RecordingServer() for name in CHANNELS}
-    srv = ForwardingServer(tmp_path / "data", partner, recorders, timeout_ms=5000)
+    srv = ForwardingServer(data_dir, partner, recorders, timeout_ms=5000)
     srv.start()
-    yield srv
-    srv.stop()
-    for rec in recorders.values():
-        rec.close()
-    partner.close()
+    try:
+        yield srv
+    finally:
+        srv.stop()
+        for rec in recorders.values():
+            rec.close()
+        partner.close()
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[ForwardingServer]:
+    with running(tmp_path / "data") as srv:
+        yield srv
 
 
 def _status(server: ForwardingServer) -> dict[str, object]:
@@ -41,11 +51,16 @@ def _status(server: ForwardingServer) -> dict[str, object]:
     return status
 
 
-def _wait(cond: Callable[[], bool], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
+def queued_while_the_channels_fail(server: ForwardingServer) -> tuple[dict[str, Any], str, int]:
+    """A marketing event queued for every channel, none sent: its grant, its id, and the delivery
+    process's pid."""
+    for rec in server.recorders.values():  # the channels fail: the deliveries stay queued
+        rec.fail(10_000, 503)
+    grant = server.consent("shop", statistics=True, marketing=True)
+    event_id = collect(server, grant)
+    server.flush()
+    wait(lambda: int(str(_status(server).get("depth") or 0)) == len(CHANNELS))
+    return grant, event_id, int(str(_status(server)["pid"]))
 
 
 def test_an_erasure_while_the_delivery_process_is_down_still_purges_its_queue(
@@ -53,18 +68,12 @@ def test_an_erasure_while_the_delivery_process_is_down_still_purges_its_queue(
 ) -> None:
     fwd = server.state.forwarder
     assert isinstance(fwd, child.ChildForwarder)
-    _wait(lambda: fwd.reporting())
-    for rec in server.recorders.values():  # the channels fail: the deliveries stay queued
-        rec.fail(10_000, 503)
-    grant = server.consent("shop", statistics=True, marketing=True)
-    event_id = collect(server, grant)
-    server.flush()
-    _wait(lambda: int(str(_status(server).get("depth") or 0)) == len(CHANNELS))
-    pid = int(str(_status(server)["pid"]))
+    wait(lambda: fwd.reporting())
+    grant, event_id, pid = queued_while_the_channels_fail(server)
     os.kill(pid, signal.SIGKILL)  # the delivery process is gone when the erasure comes
     assert fwd.outbox.store.drop({grant["consent_id"]}, {event_id}) == len(CHANNELS)
     # the next process starts from the purged file: nothing of that consent is queued, or sent
-    _wait(lambda: fwd.reporting() and str(_status(server)["pid"]) != str(pid))
+    wait(lambda: fwd.reporting() and str(_status(server)["pid"]) != str(pid))
     assert _status(server)["depth"] == 0
     assert fwd.restarts <= 1  # the kill above was a crash; the erasure's own stop is not counted
     assert grant["consent_id"].encode() not in (server.data_dir / "outbox" / "outbox.jsonl").read_bytes()
@@ -77,28 +86,19 @@ def test_an_erasure_while_the_delivery_process_is_down_still_purges_its_queue(
 def test_a_delivery_process_that_cannot_start_is_retried_with_a_back_off_and_shows_as_down(
     tmp_path: Path,
 ) -> None:
-    partner = PartnerSite()
-    recorders = {name: RecordingServer() for name in CHANNELS}
     data = tmp_path / "data"
     data.mkdir()
     (data / "outbox").write_text("not a directory")  # its outbox can never open
-    srv = ForwardingServer(data, partner, recorders, timeout_ms=5000)
-    srv.start()
-    try:
+    with running(data) as srv:
         fwd = srv.state.forwarder
         assert isinstance(fwd, child.ChildForwarder)
-        _wait(lambda: fwd.restarts >= 2)
+        wait(lambda: fwd.restarts >= 2)
         t0, n0 = time.monotonic(), fwd.restarts
-        _wait(lambda: fwd.restarts > n0)
+        wait(lambda: fwd.restarts > n0)
         assert time.monotonic() - t0 >= 1.5  # the third wait is 4 s: backing off, not a tight loop
         assert not fwd.reporting() and _status(srv)["process"] in ("restarting", "running")
         text = httpx.get(srv.url + "/metrics", headers=OPS).text
         assert "jobpixel_forward_process_up 0.0" in text
-    finally:
-        srv.stop()
-        for rec in recorders.values():
-            rec.close()
-        partner.close()
 
 
 def test_an_erasure_a_stuck_delivery_process_cannot_take_is_purged_by_the_server(
@@ -107,21 +107,15 @@ def test_an_erasure_a_stuck_delivery_process_cannot_take_is_purged_by_the_server
     fwd = server.state.forwarder
     assert isinstance(fwd, child.ChildForwarder)
     monkeypatch.setattr(child, "DROP_TIMEOUT_S", 1.0)
-    _wait(lambda: fwd.reporting())
-    for rec in server.recorders.values():
-        rec.fail(10_000, 503)
-    grant = server.consent("shop", statistics=True, marketing=True)
-    event_id = collect(server, grant)
-    server.flush()
-    _wait(lambda: int(str(_status(server).get("depth") or 0)) == len(CHANNELS))
-    pid = int(str(_status(server)["pid"]))
+    wait(lambda: fwd.reporting())
+    grant, event_id, pid = queued_while_the_channels_fail(server)
     os.kill(pid, signal.SIGSTOP)  # alive, but answers nothing
     try:
         assert fwd.outbox.store.drop({grant["consent_id"]}, {event_id}) == len(CHANNELS)
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGCONT)
-    _wait(lambda: fwd.reporting() and str(_status(server)["pid"]) != str(pid))
+    wait(lambda: fwd.reporting() and str(_status(server)["pid"]) != str(pid))
     assert _status(server)["depth"] == 0
     assert fwd.restarts == 0  # stopped for the erasure, not a crash: no back-off, not counted
 
@@ -178,10 +172,10 @@ def test_at_exit_the_server_kills_its_delivery_process(server: ForwardingServer)
     """The child ignores SIGTERM; a server leaving without stop() must not hang on it."""
     fwd = server.state.forwarder
     assert isinstance(fwd, child.ChildForwarder)
-    _wait(lambda: fwd.reporting())
+    wait(lambda: fwd.reporting())
     pid = int(str(_status(server)["pid"]))
     fwd._kill_at_exit()
-    _wait(
+    wait(
         lambda: (
             not Path(f"/proc/{pid}").exists()
             or "Z" in Path(f"/proc/{pid}/stat").read_text().split(") ")[1][:1]

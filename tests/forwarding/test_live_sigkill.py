@@ -20,6 +20,7 @@ import httpx
 import orjson
 import pytest
 
+from tests.forwarding import support
 from tests.forwarding.support import SECRETS
 from tests.harness import DESKTOP_UA, OPS, TEST_CHANNELS, RecordingServer, free_port
 from tests.harness import SECRETS as SERVER_SECRETS
@@ -130,10 +131,7 @@ def delivered(channels: RecordingServer) -> Counter[tuple[str, str]]:
 
 
 def wait(cond: Callable[[], bool], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
+    support.wait(cond, timeout)  # a whole server process per step here: longer than the default
 
 
 class Proc:

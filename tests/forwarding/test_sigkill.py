@@ -9,13 +9,13 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
 import pytest
 
-from tests.forwarding.support import FakeJournal, FileLog, event_row
+from tests.forwarding.support import FakeJournal, FileLog, event_row, wait
 from tests.harness import RecordingServer
 
 ROOT = Path(__file__).parents[2]
@@ -44,13 +44,6 @@ def kill(proc: subprocess.Popen[bytes]) -> None:
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=10)
     assert proc.returncode == -signal.SIGKILL
-
-
-def wait(cond: Callable[[], bool], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.02)
 
 
 def delivered(channels: RecordingServer) -> Counter[tuple[str, str]]:
