@@ -49,7 +49,7 @@ CONSUMERS: tuple[str, ...] = (CONSUMER,)
 
 def create_app(settings: Settings, *, demo: bool = False, tune_gc: bool = False) -> JobpixelApp:
     """The ASGI app. ``tune_gc`` (``serve`` sets it; tests do not): once started, freeze what start-up
-    made and collect less often (:func:`tune_gc`)."""
+    made and collect less often (:func:`_tune_gc`)."""
     metrics = Metrics()
     journal = Journal(
         settings.journal_dir,
