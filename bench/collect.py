@@ -210,8 +210,10 @@ class RssSampler:
     """Samples the server's resident memory every 0.2 s while wrk runs, split the way the kernel keeps it.
 
     VmHWM (the peak of VmRSS) counts file-backed pages too: the pages of chDB's 555 MB shared library
-    that the process touched (~360 MiB, shared with the page cache, read back from the file when
-    reclaimed). RssAnon is what the process allocated itself: Python, chDB's heap, buffers.
+    that the process mapped (shared with the page cache, read back from the file when reclaimed).
+    How many depends on how the file came into the page cache: ~210 MiB when read from disk,
+    ~300-370 MiB right after pip wrote it (bench/README.md). RssAnon is what the process allocated
+    itself: Python, chDB's heap, buffers.
     """
 
     def __init__(self, server: Server) -> None:

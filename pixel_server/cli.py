@@ -136,6 +136,7 @@ def cmd_deliveries(args: argparse.Namespace) -> int:
 
 
 def serve(s: Settings, host: str | None, port: int | None, demo: bool = False) -> int:
+    _without_pyarrow()
     import uvicorn
 
     from pixel_server.web.app import create_app
@@ -159,6 +160,19 @@ def serve(s: Settings, host: str | None, port: int | None, demo: bool = False) -
         server_header=False,
     )
     return 0
+
+
+def _without_pyarrow() -> None:
+    """Keep pyarrow (and the numpy it loads) out of the serving process: ~40 MiB resident.
+
+    chDB's connection module imports pyarrow whenever it is installed (a dependency of the chdb
+    package), for its Arrow result formats only; it documents pyarrow as optional for everything
+    else. jobpixel reads JSONEachRow and CSV; clickhouse-connect imports pyarrow lazily, if it can,
+    for Arrow queries jobpixel does not make.
+    ``None`` in ``sys.modules`` makes a later ``import pyarrow`` fail as if it were not installed
+    (issue #7: peak RSS under load; bench/README.md). Only ``serve``'s process: tests and embedders
+    keep their imports. Nothing happens if pyarrow is already imported."""
+    sys.modules.setdefault("pyarrow", None)  # type: ignore[arg-type]
 
 
 _LOCK_FDS: list[int] = []
