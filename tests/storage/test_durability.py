@@ -75,6 +75,28 @@ class Proc:
         self.p.send_signal(sig)
         self.p.wait(timeout=30)
 
+    def statistics_token(self, site: str = "s") -> str:
+        """A grant for statistics (no marketing) from this server's ``POST /consent``."""
+        consent = {
+            "site": site,
+            "consent_id": str(uuid.uuid4()),
+            "choice_id": str(uuid.uuid4()),
+            "action": "accept_all",
+            "granted": ["necessary", "statistics"],
+            "denied": ["marketing"],
+        }
+        r = httpx.post(self.url + "/consent", content=json.dumps(consent), headers={"Origin": ORIGIN})
+        token: str = r.json()["token"]
+        return token
+
+    def wait_drained(self, timeout: float = 30) -> None:
+        """Until ``/readyz`` reports an empty journal (everything loaded into the store), or ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while (
+            httpx.get(self.url + "/readyz", headers=OPS).json()["spool_bytes"] and time.monotonic() < deadline
+        ):
+            time.sleep(0.05)
+
 
 @pytest.fixture
 def procs() -> Iterator[list[Proc]]:
@@ -92,17 +114,7 @@ def test_sigkill_right_after_acknowledging_loses_nothing(tmp_path: Path, procs: 
     server = Proc(cfg, port)
     procs.append(server)
     server.wait_ready()
-    consent = {
-        "site": "s",
-        "consent_id": str(uuid.uuid4()),
-        "choice_id": str(uuid.uuid4()),
-        "action": "accept_all",
-        "granted": ["necessary", "statistics"],
-        "denied": ["marketing"],
-    }
-    token = httpx.post(
-        server.url + "/consent", content=json.dumps(consent), headers={"Origin": ORIGIN}
-    ).json()["token"]
+    token = server.statistics_token()
     headers = {"Content-Type": "text/plain", "Origin": ORIGIN, "User-Agent": DESKTOP_UA}
 
     def send(i: int) -> list[str]:
@@ -129,12 +141,7 @@ def test_sigkill_right_after_acknowledging_loses_nothing(tmp_path: Path, procs: 
     restarted = Proc(write_config(tmp_path, port, flush_interval_ms=100), port)
     procs.append(restarted)
     restarted.wait_ready()
-    deadline = time.monotonic() + 30
-    while (
-        httpx.get(restarted.url + "/readyz", headers=OPS).json()["spool_bytes"]
-        and time.monotonic() < deadline
-    ):
-        time.sleep(0.1)
+    restarted.wait_drained()
     assert not list((tmp_path / "data" / "journal").glob("*.jsonl")), "the journal was loaded"
     restarted.kill(signal.SIGTERM)
     assert restarted.p.stderr is not None

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import signal
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +16,7 @@ import httpx
 import pytest
 
 from pixel_server.storage.chdb_store import ChdbStore
-from tests.harness import DESKTOP_UA, OPS, free_port
+from tests.harness import DESKTOP_UA, free_port
 from tests.storage.test_durability import ORIGIN, Proc, write_config
 
 
@@ -45,19 +44,14 @@ def mapped_libraries(pid: int) -> set[str]:
 def test_the_served_process_maps_neither_pyarrow_nor_numpy_and_still_stores(
     server: Proc, tmp_path: Path
 ) -> None:
-    consent = {
+    event = {
         "site": "s",
-        "consent_id": str(uuid.uuid4()),
-        "choice_id": str(uuid.uuid4()),
-        "action": "accept_all",
-        "granted": ["necessary", "statistics"],
-        "denied": ["marketing"],
+        "ad": "7",
+        "name": "pageview",
+        "url": f"{ORIGIN}/jobb/7",
+        "event_id": str(uuid.uuid4()),
     }
-    token = httpx.post(
-        server.url + "/consent", content=json.dumps(consent), headers={"Origin": ORIGIN}
-    ).json()["token"]
-    event = {"site": "s", "ad": "7", "name": "pageview", "url": f"{ORIGIN}/jobb/7", "token": token}
-    event["event_id"] = str(uuid.uuid4())
+    event["token"] = server.statistics_token()
     headers = {"Content-Type": "text/plain", "Origin": ORIGIN, "User-Agent": DESKTOP_UA}
     assert httpx.post(server.url + "/collect", content=json.dumps(event), headers=headers).status_code == 204
 
@@ -66,11 +60,7 @@ def test_the_served_process_maps_neither_pyarrow_nor_numpy_and_still_stores(
     assert not [p for p in libraries if "/pyarrow/" in p or "/numpy" in p]
 
     # chDB still does its work in that process: the event is loaded (journal drained), then stored.
-    deadline = time.monotonic() + 30
-    while (
-        httpx.get(server.url + "/readyz", headers=OPS).json()["spool_bytes"] and time.monotonic() < deadline
-    ):
-        time.sleep(0.05)
+    server.wait_drained()
     server.kill(signal.SIGTERM)
     store = ChdbStore(tmp_path / "data" / "chdb")
     try:
